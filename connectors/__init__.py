@@ -1,0 +1,1 @@
+"""Connectors turn uploads (files, archives, API calls) into one raw record per line."""

@@ -1,0 +1,1 @@
+"""Streaming readers for dropped files and archives."""

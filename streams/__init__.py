@@ -1,0 +1,1 @@
+"""Tidegate stream processing: the pure rule core and the runtimes that call it."""

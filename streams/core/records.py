@@ -1,0 +1,120 @@
+"""Record types that cross the core's boundary: raw records in, canonical records out."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from streams.core.errors import ErrorCode, Rejection
+
+# Namespace for deterministic event ids: the same source line always gets the same id.
+EVENT_ID_NAMESPACE = uuid.UUID("6f1c4e0a-6a43-4b8e-9d1e-7e1d2a0c5b11")
+
+# Identifier namespaces in precedence order, highest first.
+IDENTIFIER_PRECEDENCE: tuple[str, ...] = ("user_id", "email", "phone", "object_id", "fbid", "gpid")
+
+
+class SourceKind(StrEnum):
+    FILE = "file"
+    API = "api"
+    KAFKA = "kafka"
+
+
+class Dialect(StrEnum):
+    ZETA = "zeta"
+    VERO = "vero"
+    KISSMETRICS = "kissmetrics"
+    NAXAI = "naxai"
+    CLEVERTAP = "clevertap"
+    CANONICAL = "canonical"
+
+
+class RecordKind(StrEnum):
+    EVENT = "event"
+    PROFILE = "profile"
+    ALIAS = "alias"
+
+
+class OutcomeKind(StrEnum):
+    ACCEPTED = "accepted"
+    DUPLICATE = "duplicate"
+    REJECTED = "rejected"
+
+
+@dataclass(slots=True, frozen=True)
+class Source:
+    """Where a record came from; `line` is the 1-based physical line (or position in `d`)."""
+
+    kind: SourceKind
+    dialect: Dialect
+    account: str
+    upload_id: str
+    file: str
+    member: str | None
+    line: int
+
+
+def make_event_id(source: Source) -> str:
+    """Deterministic id: uuid5 of account, upload, file, member and line."""
+    name = f"{source.account}\x1f{source.upload_id}\x1f{source.file}\x1f{source.member or ''}\x1f{source.line}"
+    return str(uuid.uuid5(EVENT_ID_NAMESPACE, name))
+
+
+@dataclass(slots=True)
+class RawRecord:
+    """One framed line, CSV row or API record, as a connector read it.
+
+    Connectors only frame: they never decide validity beyond "not a line at all"
+    (`framing_error`, e.g. a line over the length limit or bad CSV quoting).
+    """
+
+    source: Source
+    received_at: datetime
+    payload: bytes  # original bytes of the line / row / API record (no line terminator)
+    fields: dict[str, str] | None = None  # CSV rows: header name -> cell, framed by the reader
+    path_identifier: str | None = None  # Naxai: the {identifier} of the request path
+    trigger: bool = False  # the source asked for its events to trigger campaigns
+    framing_error: Rejection | None = None
+
+
+@dataclass(slots=True)
+class Event:
+    """The canonical record: the same shape on every output."""
+
+    event_id: str
+    kind: RecordKind
+    account: str
+    name: str | None
+    identifiers: dict[str, str]
+    timestamp: datetime
+    received_at: datetime
+    properties: dict[str, Any]
+    source: Source
+    idempotency_key: str | None = None
+    profile_id: str | None = None
+    alias: dict[str, str] | None = None  # kind=alias: the identifier to link, {namespace: value}
+    url: str | None = None  # Zeta top-level resource fields
+    resource_id: str | None = None
+    resource_type: str | None = None
+    trigger_requested: bool = False
+    triggered: bool = False
+
+
+@dataclass(slots=True)
+class Outcome:
+    """Exactly one per record: accepted (maybe triggered), duplicate, or rejected."""
+
+    kind: OutcomeKind
+    event_id: str
+    source: Source
+    event: Event | None = None
+    rejection: Rejection | None = None
+    raw: bytes | None = None  # the original payload, kept for dead letters and feedback files
+    notes: list[str] = field(default_factory=list)  # e.g. identity conflicts reported
+
+    @property
+    def code(self) -> ErrorCode | None:
+        return self.rejection.code if self.rejection else None

@@ -1,0 +1,1 @@
+"""Tidegate command line and wiring of connectors to runtimes."""
