@@ -1,0 +1,85 @@
+"""What every dialect shares: turning mapped fields into a checked canonical Event."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from streams.core.errors import ErrorCode, Rejection
+from streams.core.identifiers import IdentifierSet
+from streams.core.limits import check_idempotency_key, check_name, check_properties
+from streams.core.records import Event, RawRecord, RecordKind, make_event_id
+
+
+def reject(code: ErrorCode, message: str, field: str | None = None) -> Rejection:
+    return Rejection(code, message, field=field)
+
+
+def take_idempotency_key(obj: dict[str, Any]) -> str | Rejection | None:
+    """Pops the top-level `idempotencyKey`, the idempotency key in every JSON dialect."""
+    if "idempotencyKey" not in obj:
+        return None
+    value = obj.pop("idempotencyKey")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        return reject(ErrorCode.INVALID_FIELD, "idempotencyKey must be a string", "idempotencyKey")
+    key = str(value)
+    return check_idempotency_key(key) or key
+
+
+def name_of(value: Any, field: str) -> str | Rejection:
+    """An event name: a non-empty string within the key length limit."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return reject(ErrorCode.MISSING_EVENT_NAME, f"{field} is required", field)
+    if not isinstance(value, str):
+        return reject(ErrorCode.INVALID_FIELD, f"{field} must be a string", field)
+    name = value.strip()
+    return check_name(name) or name
+
+
+def identity_rejection(ids: IdentifierSet, wanted: str) -> Rejection | None:
+    if ids.values:
+        return None
+    if ids.blocked:
+        return reject(
+            ErrorCode.BLOCKED_IDENTITY,
+            f"{wanted} holds only placeholder values (empty, null, undefined, 0, -1, anonymous)",
+        )
+    return reject(ErrorCode.MISSING_IDENTITY, f"{wanted} is required")
+
+
+def build_event(
+    raw: RawRecord,
+    *,
+    kind: RecordKind,
+    name: str | None,
+    ids: IdentifierSet,
+    timestamp: datetime,
+    properties: dict[str, Any],
+    idempotency_key: str | None,
+    alias: dict[str, str] | None = None,
+    url: str | None = None,
+    resource_id: str | None = None,
+    resource_type: str | None = None,
+) -> Event | Rejection:
+    rejection = check_properties(properties)
+    if rejection is not None:
+        return rejection
+    return Event(
+        event_id=make_event_id(raw.source),
+        kind=kind,
+        account=raw.source.account,
+        name=name,
+        identifiers=ids.values,
+        timestamp=timestamp,
+        received_at=raw.received_at,
+        properties=properties,
+        source=raw.source,
+        idempotency_key=idempotency_key,
+        alias=alias,
+        url=url,
+        resource_id=resource_id,
+        resource_type=resource_type,
+        trigger_requested=raw.trigger,
+    )

@@ -1,0 +1,108 @@
+"""Zeta JSONL events: user_id/email, event_type, ISO or epoch-millisecond timestamp."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+from streams.core.dialects.base import (
+    build_event,
+    identity_rejection,
+    name_of,
+    reject,
+    take_idempotency_key,
+)
+from streams.core.errors import ErrorCode, Rejection
+from streams.core.identifiers import IdentifierSet
+from streams.core.records import Event, RawRecord, RecordKind
+from streams.core.timeparse import from_epoch_millis, from_iso
+
+RESERVED = frozenset(
+    {
+        "enriched",
+        "identity",
+        "status",
+        "identified",
+        "properties",
+        "event_id",
+        "is_test",
+        "bsin",
+        "site_id",
+    }
+)
+MAX_RESOURCE_CHARS = 2048
+
+
+def _url(value: Any) -> str | Rejection:
+    if not isinstance(value, str):
+        return reject(ErrorCode.INVALID_FIELD, "url must be a string", "url")
+    parts = urlsplit(value.strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc or len(value) > MAX_RESOURCE_CHARS:
+        return reject(ErrorCode.INVALID_FIELD, "url must be an absolute http(s) URL", "url")
+    return value.strip()
+
+
+def _resource(value: Any, field: str) -> str | Rejection:
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        return reject(ErrorCode.INVALID_FIELD, f"{field} must be a string", field)
+    text = str(value).strip()
+    if not text or len(text) > MAX_RESOURCE_CHARS:
+        return reject(ErrorCode.INVALID_FIELD, f"{field} must be a non-empty string", field)
+    return text
+
+
+def to_event(raw: RawRecord, obj: dict[str, Any]) -> Event | Rejection:
+    for key in obj:
+        if key in RESERVED:
+            return reject(ErrorCode.RESERVED_FIELD, f"{key} is reserved by the events system", key)
+    key = take_idempotency_key(obj)
+    if isinstance(key, Rejection):
+        return key
+    ids = IdentifierSet()
+    for namespace in ("user_id", "email"):
+        if namespace in obj:
+            ids.add(namespace, obj.pop(namespace))
+    missing = identity_rejection(ids, "user_id or email")
+    if missing:
+        return missing
+    name = name_of(obj.pop("event_type", None), "event_type")
+    if isinstance(name, Rejection):
+        return name
+    raw_ts = obj.pop("timestamp", None)
+    if raw_ts is None:
+        return reject(ErrorCode.MISSING_TIMESTAMP, "timestamp is required", "timestamp")
+    timestamp = from_iso(raw_ts) if isinstance(raw_ts, str) else from_epoch_millis(raw_ts)
+    if timestamp is None:
+        return reject(
+            ErrorCode.INVALID_TIMESTAMP,
+            f"timestamp {raw_ts!r} is neither ISO-8601 nor epoch milliseconds",
+            "timestamp",
+        )
+    url = resource_id = resource_type = None
+    if "url" in obj:
+        checked = _url(obj.pop("url"))
+        if isinstance(checked, Rejection):
+            return checked
+        url = checked
+    if "resource_id" in obj:
+        checked = _resource(obj.pop("resource_id"), "resource_id")
+        if isinstance(checked, Rejection):
+            return checked
+        resource_id = checked
+    if "resource_type" in obj:
+        checked = _resource(obj.pop("resource_type"), "resource_type")
+        if isinstance(checked, Rejection):
+            return checked
+        resource_type = checked
+    return build_event(
+        raw,
+        kind=RecordKind.EVENT,
+        name=name,
+        ids=ids,
+        timestamp=timestamp,
+        properties=obj,
+        idempotency_key=key,
+        url=url,
+        resource_id=resource_id,
+        resource_type=resource_type,
+    )

@@ -1,0 +1,60 @@
+"""The stateless half of the rules: raw record → canonical Event, or a Rejection."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from streams.core.dialects import JSON_ADAPTERS, vero
+from streams.core.errors import ErrorCode, Rejection, Stage
+from streams.core.records import Dialect, Event, RawRecord
+from streams.core.window import check_window
+
+
+def _decode_failure(payload: bytes) -> Rejection:
+    try:
+        payload.decode("utf-8")
+    except UnicodeDecodeError as error:
+        return Rejection(
+            ErrorCode.INVALID_ENCODING,
+            f"invalid UTF-8 at byte {error.start}",
+            Stage.READ,
+        )
+    return Rejection(ErrorCode.INVALID_JSON, "the line is not valid JSON", Stage.READ)
+
+
+FEEDBACK_KEYS = frozenset({"record", "line", "code", "message", "file"})
+
+
+def unwrap_feedback(obj: dict[str, Any]) -> dict[str, Any]:
+    """A line of a JSONL feedback file re-imports as the (fixed) original record it wraps."""
+    inner = obj.get("record")
+    if isinstance(inner, dict) and "code" in obj and obj.keys() <= FEEDBACK_KEYS:
+        return inner
+    return obj
+
+
+def normalize(raw: RawRecord) -> Event | Rejection:
+    """Maps one raw record through its dialect and every stateless rule."""
+    if raw.framing_error is not None:
+        return raw.framing_error
+    dialect = raw.source.dialect
+    if dialect is Dialect.VERO:
+        if raw.fields is None:
+            return Rejection(ErrorCode.INVALID_ROW, "the CSV row has no fields", Stage.READ)
+        result = vero.to_event(raw, raw.fields)
+    else:
+        try:
+            obj = orjson.loads(raw.payload)
+        except orjson.JSONDecodeError:
+            return _decode_failure(raw.payload)
+        if not isinstance(obj, dict):
+            return Rejection(ErrorCode.INVALID_JSON, "each line must be a JSON object", Stage.READ)
+        obj = unwrap_feedback(obj)
+        if not obj:
+            return Rejection(ErrorCode.EMPTY_RECORD, "the JSON object is empty")
+        result = JSON_ADAPTERS[dialect](raw, obj)
+    if isinstance(result, Rejection):
+        return result
+    return check_window(result.timestamp, result.received_at) or result
