@@ -52,9 +52,10 @@ def _resource(value: Any, field: str) -> str | Rejection:
 
 
 def to_event(raw: RawRecord, obj: dict[str, Any]) -> Event | Rejection:
-    for key in obj:
-        if key in RESERVED:
-            return reject(ErrorCode.RESERVED_FIELD, f"{key} is reserved by the events system", key)
+    reserved = RESERVED.intersection(obj)
+    if reserved:
+        field = min(reserved)
+        return reject(ErrorCode.RESERVED_FIELD, f"{field} is reserved by the events system", field)
     key = take_idempotency_key(obj)
     if isinstance(key, Rejection):
         return key

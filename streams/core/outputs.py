@@ -1,0 +1,80 @@
+"""Output record shapes: the canonical record as JSON, and the dead-letter record."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import orjson
+
+from streams.core.errors import Rejection
+from streams.core.records import Event, Outcome, RawRecord, Source
+
+# Dead letters carry the original line untruncated up to this size (readers already cut
+# lines over their own limit to a 64 KiB prefix, flagged line_too_long).
+MAX_DEADLETTER_RAW_BYTES = 65_536
+
+DUMPS_OPTIONS = orjson.OPT_UTC_Z
+
+
+def dump_event(event: Event) -> bytes:
+    """The canonical record as one JSON document (dataclasses serialize natively)."""
+    return orjson.dumps(event, option=DUMPS_OPTIONS)
+
+
+def raw_text(raw: bytes) -> dict[str, Any]:
+    """The original payload for humans: UTF-8 text when it decodes, base64 when not."""
+    truncated = len(raw) > MAX_DEADLETTER_RAW_BYTES
+    body = raw[:MAX_DEADLETTER_RAW_BYTES]
+    try:
+        return {"raw": body.decode("utf-8"), "raw_encoding": "utf-8", "raw_truncated": truncated}
+    except UnicodeDecodeError:
+        return {
+            "raw": base64.b64encode(body).decode("ascii"),
+            "raw_encoding": "base64",
+            "raw_truncated": truncated,
+        }
+
+
+def deadletter(
+    event_id: str,
+    source: Source,
+    rejection: Rejection,
+    raw: RawRecord | None,
+    payload: bytes,
+    event: Event | None = None,
+) -> dict[str, Any]:
+    """A dead-letter record: stage, code, message and the original payload."""
+    record: dict[str, Any] = {
+        "event_id": event_id,
+        "account": source.account,
+        "source": source,
+        "received_at": raw.received_at if raw is not None else (event.received_at if event else None),
+        "stage": rejection.stage,
+        "code": rejection.code,
+        "message": rejection.message,
+        "field": rejection.field,
+        "record": event,
+    }
+    if raw is not None and raw.fields is not None:
+        record["row"] = raw.fields
+    record.update(raw_text(payload))
+    return record
+
+
+def dump_outcome(outcome: Outcome) -> bytes:
+    """The JSON line written for an outcome on its output (accepted or dead letter)."""
+    if outcome.rejection is None:
+        assert outcome.event is not None, "an accepted outcome carries its event"
+        return dump_event(outcome.event)
+    return orjson.dumps(
+        deadletter(
+            outcome.event_id,
+            outcome.source,
+            outcome.rejection,
+            None,
+            outcome.raw or b"",
+            outcome.event,
+        ),
+        option=DUMPS_OPTIONS,
+    )

@@ -1,0 +1,53 @@
+"""Per-upload counts and the final status: success, partial, warning or fail."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from streams.core.errors import Rejection
+from streams.core.records import OutcomeKind
+
+
+class UploadStatus(StrEnum):
+    SUCCESS = "success"  # every record accepted (or a recognised duplicate)
+    PARTIAL = "partial"  # some records rejected, the rest accepted
+    WARNING = "warning"  # a member of an archive failed as a whole; the rest proceeded
+    FAIL = "fail"  # the upload was refused, or no record was accepted
+
+
+@dataclass(slots=True)
+class UploadCounts:
+    records: int = 0
+    accepted: int = 0
+    duplicate: int = 0
+    rejected: int = 0
+    triggered: int = 0
+    by_code: Counter[str] = field(default_factory=Counter)
+    failed_members: int = 0
+
+    def count(self, kind: OutcomeKind, code: str | None = None, triggered: bool = False) -> None:
+        self.records += 1
+        if kind is OutcomeKind.ACCEPTED:
+            self.accepted += 1
+            self.triggered += triggered
+        elif kind is OutcomeKind.DUPLICATE:
+            self.duplicate += 1
+        else:
+            self.rejected += 1
+            if code is not None:
+                self.by_code[code] += 1
+
+
+def final_status(counts: UploadCounts, fatal: Rejection | None) -> UploadStatus:
+    """Fatal → fail; nothing got through → fail; a failed member → warning; rejects → partial."""
+    if fatal is not None:
+        return UploadStatus.FAIL
+    if counts.records and counts.accepted + counts.duplicate == 0:
+        return UploadStatus.FAIL
+    if counts.failed_members:
+        return UploadStatus.WARNING
+    if counts.rejected:
+        return UploadStatus.PARTIAL
+    return UploadStatus.SUCCESS
