@@ -1,0 +1,77 @@
+"""What connectors need from a runtime: the ports the embedded and Kafka runtimes implement."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from streams.core.errors import Rejection
+from streams.core.records import Dialect, RawRecord, SourceKind
+
+
+@dataclass(slots=True)
+class FileUpload:
+    """A completely received file (or archive) handed over for processing."""
+
+    account: str
+    filename: str  # unique per account (duplicate_filename otherwise)
+    path: Path  # where the bytes are now; the runtime owns it from here
+    received_at: datetime
+    dialect: Dialect | None = None
+    trigger: bool | None = None  # None: the account's default applies
+    kind: SourceKind = SourceKind.FILE
+
+
+@dataclass(slots=True)
+class Receipt:
+    """The answer to a submission: an upload id, or a refusal of the whole upload."""
+
+    upload_id: str | None
+    refused: Rejection | None = None
+
+
+@dataclass(slots=True)
+class UploadView:
+    """One upload as the history, the status pages and the CLI show it."""
+
+    upload_id: str
+    account: str
+    filename: str
+    kind: str
+    dialect: str | None
+    status: str  # queued | processing | success | partial | warning | fail
+    received_at: str
+    finished_at: str | None
+    trigger: bool
+    counts: dict[str, Any] = field(default_factory=dict)  # records/accepted/duplicate/rejected/triggered/by_code
+    warnings: list[str] = field(default_factory=list)
+    fatal: dict[str, str] | None = None
+    progress: dict[str, int] = field(default_factory=dict)  # read / decided
+
+
+class Ingest(Protocol):
+    """The runtime as connectors see it."""
+
+    async def submit_file(self, upload: FileUpload) -> Receipt:
+        """Registers the upload (unique filename per account) and queues it."""
+        ...
+
+    async def submit_records(
+        self, account: str, name: str, records: list[RawRecord], *, kind: SourceKind = SourceKind.API
+    ) -> Receipt:
+        """Durably stores API records (returns only after they are written) and queues them."""
+        ...
+
+    async def wait(self, upload_id: str, timeout: float | None = None) -> UploadView:
+        """Waits until the upload has its final status."""
+        ...
+
+    async def list_uploads(self, account: str | None = None, limit: int = 100) -> list[UploadView]: ...
+
+    async def get_upload(self, upload_id: str) -> UploadView | None: ...
+
+    async def feedback(self, upload_id: str) -> tuple[str, bytes] | None:
+        """(filename, content) of the upload's feedback file: rejected rows, own format."""
+        ...
