@@ -1,0 +1,208 @@
+"""Identity resolution: which profile a record belongs to, and the links it makes.
+
+Rules (DESIGN.md "Identity"):
+
+* The record belongs to the profile of its **highest-precedence** identifier
+  (`IDENTIFIER_PRECEDENCE`: user_id > email > phone > object_id > fbid > gpid), following
+  links made earlier.
+* A never-seen highest identifier makes a new profile whose id is `namespace:value` of
+  that identifier, and the identifier is linked to it (a self-link).
+* Every lower identifier of the record with no link yet is linked to that profile
+  (**first link wins**). A lower identifier already linked to a *different* profile is a
+  **conflict**: reported as an `IdentityConflict` value, never merged, and the record still
+  goes to the highest identifier's profile.
+* The highest identifier decides even when it is new and a lower one is known. Example:
+  `email:a@x.com` was linked to `user_id:42`; a record arrives with `user_id=7` and that
+  email. `user_id:7` has no link, so it gets a new profile `user_id:7` (self-link), the
+  record goes to `user_id:7`, and the email is reported as a conflict (existing
+  `user_id:42`, attempted `user_id:7`); the email stays linked to `user_id:42`. The same
+  holds when the email's profile is its own (`email:a@x.com`, made by an earlier email-only
+  record): a user id seen for the first time next to it does not adopt that profile. This
+  is Zeta's rule: "if both user_id and email are included, and each is mapped to different
+  users currently, the event will be tracked to the user who matches the user_id field".
+* A Kissmetrics alias (`Event.alias`, from `_p2`) links each alias identifier to the
+  record's profile (the `_p` profile) exactly like a lower identifier, whatever its
+  namespace's precedence: no link yet → linked; linked elsewhere → conflict.
+* Nothing crosses accounts: every state key starts with the account.
+
+State: table `identity`, key `"<account>\\x1f<namespace>:<value>"`, value the profile id
+(`"<namespace>:<value>"`, without the account). Profiles are never merged, so a profile id
+never changes once written, and a link always stores the canonical profile id (the
+profile its target resolved to at link time): a lookup is one hop, never a chain.
+
+Links are made before dedup: an identifier pair seen on a record is a fact even when the
+record turns out to be a duplicate or is rejected by a catalog limit.
+
+For the Faust runtime the work splits into a pure planner (`plan_identity`, given a lookup
+function over the keys from `identity_keys`) and `apply_identity_plan` (the writes);
+`resolve_identity` does both against one `StateStore`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from streams.core.records import IDENTIFIER_PRECEDENCE, Event
+from streams.core.state import StateStore
+
+IDENTITY_TABLE = "identity"
+KEY_SEPARATOR = "\x1f"
+
+_RANK = {namespace: rank for rank, namespace in enumerate(IDENTIFIER_PRECEDENCE)}
+
+Lookup = Callable[[str], "str | None"]
+
+
+@dataclass(slots=True, frozen=True)
+class IdentityConflict:
+    """A lower (or alias) identifier already belongs to another profile: reported, not merged."""
+
+    account: str
+    identifier: str  # "namespace:value"
+    existing_profile: str
+    attempted_profile: str
+    event_id: str
+
+    def describe(self) -> str:
+        return (
+            f"identity conflict: {self.identifier} is linked to {self.existing_profile}; "
+            f"not linked to {self.attempted_profile} (not merged)"
+        )
+
+
+@dataclass(slots=True, frozen=True)
+class IdentityPlan:
+    """What a record's identifiers mean given the links so far.
+
+    `links_to_make` holds `(identity store key, profile id)` pairs, self-link of a new
+    profile first; `new_profile` tells whether `profile_id` did not exist before.
+    """
+
+    profile_id: str
+    links_to_make: list[tuple[str, str]] = field(default_factory=list)
+    conflicts: list[IdentityConflict] = field(default_factory=list)
+    new_profile: bool = False
+    event_id: str = ""
+
+
+@dataclass(slots=True, frozen=True)
+class IdentityResult:
+    """The applied plan: the record's profile, the links written, the conflicts seen."""
+
+    profile_id: str
+    links_made: list[tuple[str, str]] = field(default_factory=list)
+    conflicts: list[IdentityConflict] = field(default_factory=list)
+    new_profile: bool = False
+
+
+def identifier_name(namespace: str, value: str) -> str:
+    """`namespace:value`, the form of a profile id and of an identifier in reports."""
+    return f"{namespace}:{value}"
+
+
+def identity_key(account: str, namespace: str, value: str) -> str:
+    """The `identity` table key of one identifier of one account."""
+    return f"{account}{KEY_SEPARATOR}{namespace}:{value}"
+
+
+def _ranked(identifiers: dict[str, str]) -> list[tuple[str, str]]:
+    # Known namespaces by precedence; anything else after them, by name (deterministic).
+    return sorted(
+        identifiers.items(),
+        key=lambda item: (_RANK.get(item[0], len(_RANK)), item[0]),
+    )
+
+
+def ordered_identifiers(event: Event) -> list[tuple[str, str]]:
+    """The record's identifiers, highest precedence first, then its alias identifiers."""
+    ranked = _ranked(event.identifiers)
+    seen = set(ranked)
+    for pair in _ranked(event.alias or {}):
+        if pair not in seen:
+            ranked.append(pair)
+            seen.add(pair)
+    return ranked
+
+
+def identity_keys(event: Event) -> list[str]:
+    """Every `identity` key `plan_identity` may look up for this record, in order."""
+    return [identity_key(event.account, ns, value) for ns, value in ordered_identifiers(event)]
+
+
+def plan_identity(event: Event, lookup: Lookup) -> IdentityPlan:
+    """Pure: the record's profile, links to make and conflicts, given `lookup(key)`.
+
+    `lookup` maps an `identity` key (see `identity_key`) to the stored profile id or None.
+    Raises ValueError for a record without identifiers (normalization rejects those as
+    `missing_identity` / `blocked_identity` before they get here).
+    """
+    ordered = ordered_identifiers(event)
+    if not event.identifiers or not ordered:
+        raise ValueError(f"record {event.event_id} has no identifiers")
+    top_namespace, top_value = ordered[0]
+    top_key = identity_key(event.account, top_namespace, top_value)
+    existing = lookup(top_key)
+    links: list[tuple[str, str]] = []
+    conflicts: list[IdentityConflict] = []
+    if existing is None:
+        profile_id = identifier_name(top_namespace, top_value)
+        links.append((top_key, profile_id))
+        new_profile = True
+    else:
+        profile_id = existing
+        new_profile = False
+    for namespace, value in ordered[1:]:
+        key = identity_key(event.account, namespace, value)
+        linked = lookup(key)
+        if linked is None:
+            links.append((key, profile_id))
+        elif linked != profile_id:
+            conflicts.append(
+                IdentityConflict(
+                    account=event.account,
+                    identifier=identifier_name(namespace, value),
+                    existing_profile=linked,
+                    attempted_profile=profile_id,
+                    event_id=event.event_id,
+                )
+            )
+    return IdentityPlan(profile_id, links, conflicts, new_profile, event.event_id)
+
+
+def apply_identity_plan(plan: IdentityPlan, store: StateStore) -> IdentityResult:
+    """Writes the plan's links.
+
+    Apply a plan right after making it, against the same state (one partition, one
+    transaction). As a safeguard, first link wins even then: a key that got a link since
+    the plan was made is left alone, and reported as a conflict when it differs.
+    """
+    made: list[tuple[str, str]] = []
+    conflicts = list(plan.conflicts)
+    for key, profile_id in plan.links_to_make:
+        current = store.get(IDENTITY_TABLE, key)
+        if current is None:
+            store.put(IDENTITY_TABLE, key, profile_id)
+            made.append((key, profile_id))
+        elif current != profile_id:
+            account, _, identifier = key.partition(KEY_SEPARATOR)
+            conflicts.append(
+                IdentityConflict(account, identifier, current, profile_id, plan.event_id)
+            )
+    return IdentityResult(plan.profile_id, made, conflicts, plan.new_profile)
+
+
+def resolve_identity(event: Event, store: StateStore) -> IdentityResult:
+    """Plans against `store` and applies the plan: the one-process form."""
+
+    def lookup(key: str) -> str | None:
+        value = store.get(IDENTITY_TABLE, key)
+        return value if isinstance(value, str) else None
+
+    return apply_identity_plan(plan_identity(event, lookup), store)
+
+
+def lookup_from(links: dict[str, str] | Iterable[tuple[str, str]]) -> Lookup:
+    """A lookup over prefetched links (e.g. the Faust runtime's answers for `identity_keys`)."""
+    table = dict(links)
+    return table.get
