@@ -5,7 +5,8 @@ won't process the event multiple times for a period of 24 hours"):
 
 * The dedup key of a record is its idempotency key; a record without one uses a content
   fingerprint when the account enables `dedup_fingerprint`; otherwise it has none and is
-  never a duplicate. An idempotency key always wins over the fingerprint.
+  never a duplicate. An idempotency key always wins over the fingerprint. This holds for
+  every kind of record (event, profile update, alias): a repeated key is a repeat.
 * The scope is account + profile + key: the same key for two profiles is two events.
 * The window is **processing time** (`now`), not the record's timestamp, and counts from
   the *acceptance* that recorded the key: a duplicate does not extend it. With the default
