@@ -46,6 +46,8 @@ def final_status(counts: UploadCounts, fatal: Rejection | None) -> UploadStatus:
         return UploadStatus.FAIL
     if counts.records and counts.accepted + counts.duplicate == 0:
         return UploadStatus.FAIL
+    if not counts.records and counts.failed_members:
+        return UploadStatus.FAIL  # every member failed
     if counts.failed_members:
         return UploadStatus.WARNING
     if counts.rejected:

@@ -14,6 +14,7 @@ USER_ID_COLUMNS = ("id", "user_id")
 NAME_COLUMNS = ("name", "event_name", "event")
 TIME_COLUMNS = ("time", "timestamp", "date", "created_at")
 IDEMPOTENCY_COLUMNS = ("idempotencykey", "idempotency_key")
+FEEDBACK_COLUMNS = frozenset({"error_code", "error_message"})
 
 
 def _pop_first(
@@ -55,8 +56,13 @@ def to_event(raw: RawRecord, fields: dict[str, str]) -> Event | Rejection:
     key = _pop_first(fields, lowered, IDEMPOTENCY_COLUMNS) or None
     if key is not None and len(key) > 128:
         return reject(ErrorCode.IDEMPOTENCY_KEY_TOO_LONG, "idempotency key over 128 characters")
-    # Empty cells mean "no value" in a spreadsheet export, not an empty-string property.
-    properties = {header: value for header, value in fields.items() if value != ""}
+    # Empty cells mean "no value" in a spreadsheet export, not an empty-string property; the
+    # two columns a feedback file adds are not event data, so a fixed feedback file re-imports.
+    properties = {
+        header: value
+        for header, value in fields.items()
+        if value != "" and header not in FEEDBACK_COLUMNS
+    }
     return build_event(
         raw,
         kind=RecordKind.EVENT,

@@ -1,0 +1,46 @@
+"""Adapts the streaming file readers in connectors/files to the runtimes' item stream."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+from connectors.files.upload import iter_member_records, open_upload
+
+from connectors.files.errors import MemberFailed, UploadRefused
+from streams.core.errors import ErrorCode, Rejection, Stage
+from streams.embedded.engine import FatalUpload, Item, MemberFailure, PlanWarning, UploadRow
+
+
+def read_upload(row: UploadRow) -> Iterator[Item]:
+    """Every record of a file upload in processing order, member failures and warnings inline."""
+    if row.path is None:
+        raise ValueError("a file upload needs a path")
+    try:
+        plan = open_upload(
+            Path(row.path),
+            account=row.account,
+            upload_id=row.upload_id,
+            received_at=row.received_at,
+            dialect=row.dialect,
+            trigger=bool(row.trigger),
+            filename=row.filename,
+        )
+    except UploadRefused as refused:
+        raise FatalUpload(refused.rejection) from refused
+    except FileNotFoundError as missing:
+        gone = Rejection(
+            ErrorCode.UNSUPPORTED_FORMAT, f"{row.filename}: the uploaded file is gone", Stage.UPLOAD
+        )
+        raise FatalUpload(gone) from missing
+    for warning in plan.warnings:
+        yield PlanWarning(warning)
+    for index, member in enumerate(plan.members):
+        name = member.name
+        try:
+            for raw in iter_member_records(plan, member):
+                yield index, raw
+        except MemberFailed as failed:
+            yield MemberFailure(name, failed.rejection)
+        except UploadRefused as refused:
+            raise FatalUpload(refused.rejection) from refused
