@@ -1,0 +1,283 @@
+"""What every endpoint shares: limits, credentials, bounded body reading, ingest calls."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import inspect
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Protocol, TypeVar
+
+import anyio.to_thread
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from connectors.http import errors
+from connectors.http.errors import ApiError, IngestUnavailable
+from connectors.http.metrics import HttpMetrics
+from connectors.http.ratelimit import RateLimiter
+from connectors.ports import Ingest, Receipt
+from streams.core.errors import ErrorCode
+from streams.core.records import RawRecord, SourceKind
+
+T = TypeVar("T")
+
+Clock = Callable[[], datetime]
+
+MiB = 1024 * 1024
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class HttpLimits:
+    """The HTTP API's limits (docs/HTTP_API.md#limits)."""
+
+    max_body_bytes: int = 5 * MiB  # 413 above this (Content-Length, or bytes as they stream)
+    max_batch: int = 1000  # records per request; 400 batch_too_large above
+    records_per_second: float | None = 10_000.0  # per account token-bucket rate; None: off
+    burst_records: int = 20_000  # bucket size (never below max_batch)
+    submit_timeout: float | None = 30.0  # an ingest call slower than this answers 503
+    retry_after_unavailable: int = 5  # Retry-After of a 503 when the ingest names none
+    auth_cache_seconds: float = 60.0  # a verified credential is trusted this long; 0: never cached
+    default_list_limit: int = 100
+    max_list_limit: int = 1000
+
+
+class Authenticator(Protocol):
+    """Verifies credentials against the account store (connectors/accounts.py).
+
+    Either method may be sync (it then runs in a worker thread, so a slow password hash
+    never stalls the event loop) or async. An unknown account verifies as False.
+    """
+
+    def verify_api_key(self, account: str, key: str) -> bool | Awaitable[bool]: ...
+
+    def verify_passcode(self, account: str, passcode: str) -> bool | Awaitable[bool]: ...
+
+
+CLEVERTAP_ACCOUNT = "x-clevertap-account-id"
+CLEVERTAP_PASSCODE = "x-clevertap-passcode"
+TIDEGATE_ACCOUNT = "x-tidegate-account"
+UPLOAD_ID_HEADER = "X-Tidegate-Upload-Id"
+
+
+def json_response(
+    content: object, status: int = 200, headers: dict[str, str] | None = None
+) -> Response:
+    return Response(
+        orjson.dumps(content), status_code=status, headers=headers, media_type="application/json"
+    )
+
+
+def unauthorized(message: str) -> ApiError:
+    return ApiError(
+        401, errors.UNAUTHORIZED, message, headers={"WWW-Authenticate": 'Bearer realm="tidegate"'}
+    )
+
+
+def is_true(value: str | None) -> bool:
+    return value is not None and value.strip().lower() in {"1", "true", "yes"}
+
+
+class HttpContext:
+    """One app's state: the ingest, credentials check, clock, limits, rate limiter, metrics."""
+
+    def __init__(
+        self,
+        ingest: Ingest,
+        auth: Authenticator,
+        *,
+        clock: Clock,
+        limits: HttpLimits,
+        metrics: HttpMetrics,
+        limiter: RateLimiter,
+    ) -> None:
+        self.ingest = ingest
+        self.auth = auth
+        self.clock = clock
+        self.limits = limits
+        self.metrics = metrics
+        self.limiter = limiter
+        self._verified: dict[tuple[str, str, bytes], float] = {}
+
+    # -- credentials --------------------------------------------------------------------
+
+    async def authenticate(self, request: Request, *, prefer: str = "clevertap") -> str:
+        """The account the request's credentials prove, or 401.
+
+        Accepted on every authenticated endpoint (the first form present wins, CleverTap
+        headers first on /1/upload, the bearer key first elsewhere):
+        * `X-CleverTap-Account-Id: <account>` + `X-CleverTap-Passcode: <passcode>`;
+        * `Authorization: Bearer <api key>` + `X-Tidegate-Account: <account>`;
+        * `Authorization: Bearer <account>.<api key>` (no account header).
+        """
+        headers = request.headers
+        has_clevertap = CLEVERTAP_ACCOUNT in headers or CLEVERTAP_PASSCODE in headers
+        has_bearer = "authorization" in headers
+        use_clevertap = has_clevertap and (prefer == "clevertap" or not has_bearer)
+        if use_clevertap:
+            account = headers.get(CLEVERTAP_ACCOUNT, "").strip()
+            passcode = headers.get(CLEVERTAP_PASSCODE, "").strip()
+            if not account or not passcode:
+                raise unauthorized(
+                    "X-CleverTap-Account-Id and X-CleverTap-Passcode are both required"
+                )
+            if not await self._verify("passcode", account, passcode):
+                raise unauthorized("unknown account or wrong passcode")
+            return account
+        if has_bearer:
+            scheme, _, token = headers["authorization"].strip().partition(" ")
+            token = token.strip()
+            if scheme.lower() != "bearer" or not token:
+                raise unauthorized("Authorization must be 'Bearer <api key>'")
+            account = headers.get(TIDEGATE_ACCOUNT, "").strip()
+            if not account:
+                account, dot, token = token.partition(".")
+                if not dot or not account or not token:
+                    raise unauthorized(
+                        "name the account: X-Tidegate-Account header, or a key of the form "
+                        "'<account>.<api key>'"
+                    )
+            if not await self._verify("api_key", account, token):
+                raise unauthorized("unknown account or wrong API key")
+            return account
+        raise unauthorized(
+            "credentials required: X-CleverTap-Account-Id + X-CleverTap-Passcode, "
+            "or Authorization: Bearer <api key> (+ X-Tidegate-Account)"
+        )
+
+    async def _verify(self, kind: str, account: str, secret: str) -> bool:
+        ttl = self.limits.auth_cache_seconds
+        cache_key = (
+            kind,
+            account,
+            hashlib.sha256(secret.encode("utf-8", "surrogatepass")).digest(),
+        )
+        now = time.monotonic()
+        if ttl > 0:
+            expires = self._verified.get(cache_key)
+            if expires is not None and expires > now:
+                return True
+        method = self.auth.verify_passcode if kind == "passcode" else self.auth.verify_api_key
+        if inspect.iscoroutinefunction(method):
+            result: object = await method(account, secret)
+        else:
+            result = await anyio.to_thread.run_sync(method, account, secret)
+            if inspect.isawaitable(result):
+                result = await result
+        ok = result is True
+        if ok and ttl > 0:
+            if len(self._verified) > 10_000:
+                self._verified.clear()
+            self._verified[cache_key] = now + ttl
+        return ok
+
+    # -- body ---------------------------------------------------------------------------
+
+    async def read_body(self, request: Request) -> bytes:
+        """The whole body, refusing (413) above the limit before reading when Content-Length
+        says so, and while streaming otherwise (chunked bodies have no Content-Length)."""
+        limit = self.limits.max_body_bytes
+        too_large = ApiError(
+            413, errors.PAYLOAD_TOO_LARGE, f"the request body is larger than {limit} bytes"
+        )
+        encoding = request.headers.get("content-encoding", "identity").strip().lower()
+        if encoding not in ("", "identity"):
+            raise ApiError(
+                415,
+                errors.UNSUPPORTED_MEDIA_TYPE,
+                f"Content-Encoding {encoding!r} is not supported",
+            )
+        declared = request.headers.get("content-length")
+        if declared is not None:
+            try:
+                size = int(declared)
+            except ValueError:
+                raise ApiError(
+                    400, errors.INVALID_PAYLOAD, "Content-Length is not a number"
+                ) from None
+            if size > limit:
+                raise too_large
+        chunks: list[bytes] = []
+        total = 0
+        async for chunk in request.stream():
+            total += len(chunk)
+            if total > limit:
+                raise too_large
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    # -- limits -------------------------------------------------------------------------
+
+    def check_batch(self, count: int) -> None:
+        if count > self.limits.max_batch:
+            raise ApiError(
+                400,
+                errors.BATCH_TOO_LARGE,
+                f"{count} records in one request; at most {self.limits.max_batch} are allowed",
+            )
+
+    def check_rate(self, account: str, records: int) -> None:
+        wait = self.limiter.take(account, records)
+        if wait > 0:
+            raise ApiError(
+                429,
+                errors.RATE_LIMITED,
+                f"account {account!r} is over its rate of "
+                f"{self.limiter.rate:g} records/s; retry later",
+                headers={"Retry-After": RateLimiter.retry_after_header(wait)},
+            )
+
+    # -- ingest -------------------------------------------------------------------------
+
+    async def call_ingest(self, awaitable: Awaitable[T]) -> T:
+        """Awaits an ingest call; infrastructure failures become 503 with Retry-After."""
+        default_wait = self.limits.retry_after_unavailable
+        try:
+            timeout = self.limits.submit_timeout
+            if timeout is None:
+                return await awaitable
+            return await asyncio.wait_for(awaitable, timeout)
+        except IngestUnavailable as error:
+            wait = error.retry_after if error.retry_after is not None else default_wait
+            raise ApiError(
+                503,
+                errors.UNAVAILABLE,
+                f"the ingest is unavailable: {error}",
+                headers={"Retry-After": RateLimiter.retry_after_header(wait)},
+            ) from error
+        except TimeoutError as error:
+            raise ApiError(
+                503,
+                errors.UNAVAILABLE,
+                "the ingest did not answer in time",
+                headers={"Retry-After": RateLimiter.retry_after_header(default_wait)},
+            ) from error
+        except OSError as error:
+            raise ApiError(
+                503,
+                errors.UNAVAILABLE,
+                f"the ingest is unavailable: {type(error).__name__}",
+                headers={"Retry-After": RateLimiter.retry_after_header(default_wait)},
+            ) from error
+
+    async def submit(self, account: str, name: str, records: list[RawRecord]) -> Receipt:
+        """Hands the records over; returns once the ingest has written them durably."""
+        receipt = await self.call_ingest(
+            self.ingest.submit_records(account, name, records, kind=SourceKind.API)
+        )
+        if receipt.refused is not None:
+            code = receipt.refused.code
+            status = {
+                ErrorCode.UNAUTHORIZED: 401,
+                ErrorCode.DUPLICATE_FILENAME: 409,
+            }.get(code, 400)
+            raise ApiError(status, code.value, receipt.refused.message)
+        return receipt
