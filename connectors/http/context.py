@@ -114,21 +114,25 @@ class HttpContext:
 
         Accepted on every authenticated endpoint (the first form present wins, CleverTap
         headers first on /1/upload, the bearer key first elsewhere):
-        * `X-CleverTap-Account-Id: <account>` + `X-CleverTap-Passcode: <passcode>`;
+        * `X-CleverTap-Account-Id: <id>` + `X-CleverTap-Passcode: <passcode>`; the id is
+          the account name, or the account's `clevertap_account_id` when the authenticator
+          maps ids (`by_clevertap_account_id(id)` returning an object with `.name`);
         * `Authorization: Bearer <api key>` + `X-Tidegate-Account: <account>`;
-        * `Authorization: Bearer <account>.<api key>` (no account header).
+        * `Authorization: Bearer <api key>` alone when the key reads `<account>.<rest>`
+          (as keys made by `tidegate` do); the whole token is the key either way.
         """
         headers = request.headers
         has_clevertap = CLEVERTAP_ACCOUNT in headers or CLEVERTAP_PASSCODE in headers
         has_bearer = "authorization" in headers
         use_clevertap = has_clevertap and (prefer == "clevertap" or not has_bearer)
         if use_clevertap:
-            account = headers.get(CLEVERTAP_ACCOUNT, "").strip()
+            account_id = headers.get(CLEVERTAP_ACCOUNT, "").strip()
             passcode = headers.get(CLEVERTAP_PASSCODE, "").strip()
-            if not account or not passcode:
+            if not account_id or not passcode:
                 raise unauthorized(
                     "X-CleverTap-Account-Id and X-CleverTap-Passcode are both required"
                 )
+            account = self._clevertap_account(account_id)
             if not await self._verify("passcode", account, passcode):
                 raise unauthorized("unknown account or wrong passcode")
             return account
@@ -139,12 +143,13 @@ class HttpContext:
                 raise unauthorized("Authorization must be 'Bearer <api key>'")
             account = headers.get(TIDEGATE_ACCOUNT, "").strip()
             if not account:
-                account, dot, token = token.partition(".")
-                if not dot or not account or not token:
+                prefix, dot, rest = token.partition(".")
+                if not dot or not prefix or not rest:
                     raise unauthorized(
-                        "name the account: X-Tidegate-Account header, or a key of the form "
-                        "'<account>.<api key>'"
+                        "name the account: an X-Tidegate-Account header, or a key of the "
+                        "form '<account>.<secret>'"
                     )
+                account = prefix
             if not await self._verify("api_key", account, token):
                 raise unauthorized("unknown account or wrong API key")
             return account
@@ -152,6 +157,16 @@ class HttpContext:
             "credentials required: X-CleverTap-Account-Id + X-CleverTap-Passcode, "
             "or Authorization: Bearer <api key> (+ X-Tidegate-Account)"
         )
+
+    def _clevertap_account(self, account_id: str) -> str:
+        """The account name an X-CleverTap-Account-Id stands for (itself unless mapped)."""
+        resolve = getattr(self.auth, "by_clevertap_account_id", None)
+        if callable(resolve):
+            found = resolve(account_id)
+            name = getattr(found, "name", None)
+            if isinstance(name, str) and name:
+                return name
+        return account_id
 
     async def _verify(self, kind: str, account: str, secret: str) -> bool:
         ttl = self.limits.auth_cache_seconds

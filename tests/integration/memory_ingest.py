@@ -106,7 +106,7 @@ class MemoryIngest:
 
     async def list_uploads(self, account: str | None = None, limit: int = 100) -> list[UploadView]:
         chosen = [u for u in self.uploads.values() if account is None or u.account == account]
-        chosen.sort(key=lambda u: u.received_at, reverse=True)
+        chosen.reverse()  # newest first (dicts keep insertion order)
         return [self._view(u) for u in chosen[:limit]]
 
     async def get_upload(self, upload_id: str) -> UploadView | None:
