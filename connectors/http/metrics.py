@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
@@ -10,6 +11,7 @@ from prometheus_client.exposition import generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 BATCH_BUCKETS = (1, 5, 10, 50, 100, 250, 500, 750, 1000)
+_CONVERTOR = re.compile(r"\{(\w+):\w+\}")
 LATENCY_BUCKETS = (
     0.001,
     0.0025,
@@ -80,9 +82,10 @@ class HttpMetrics:
 
 
 def route_label(scope: Scope) -> str:
+    """The matched route's template, as the OpenAPI document spells it (no convertors)."""
     route: Any = scope.get("route")
     path = getattr(route, "path", None)
-    return path if isinstance(path, str) else "unmatched"
+    return _CONVERTOR.sub(r"{\1}", path) if isinstance(path, str) else "unmatched"
 
 
 class MetricsMiddleware:

@@ -17,7 +17,7 @@ from streams.core.errors import Rejection
 from streams.core.normalize import normalize
 from streams.core.records import Dialect, Event, RawRecord, Source, SourceKind
 
-PATH = "/people/contacts/{identifier}/events"
+PATH = "/people/contacts/{identifier:path}/events"
 FILE = "api:/people/contacts/{identifier}/events"  # Source.file; the identifier is per record
 API = "naxai"
 

@@ -200,3 +200,13 @@ async def test_dry_run(client: httpx.AsyncClient, ingest: MemoryIngest) -> None:
     assert response.status_code == 202
     assert response.headers["X-Tidegate-Dry-Run"] == "1"
     assert ingest.submissions == 0
+
+
+async def test_identifier_with_an_encoded_slash(
+    client: httpx.AsyncClient, ingest: MemoryIngest
+) -> None:
+    response = await client.post(
+        "/people/contacts/team%2F42/events", headers=AUTH, content=b'{"name": "p"}'
+    )
+    assert response.status_code == 202
+    assert ingest.records()[0].path_identifier == "team/42"

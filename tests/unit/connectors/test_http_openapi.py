@@ -6,6 +6,7 @@ import httpx
 from starlette.routing import Route
 
 from connectors.http import HttpLimits, create_app
+from connectors.http.metrics import route_label
 from connectors.http.openapi import build_openapi
 from tests.integration.memory_ingest import MemoryIngest, StaticAuth
 
@@ -22,7 +23,7 @@ async def test_openapi_document_is_served_and_covers_every_route() -> None:
         (path, method.upper()) for path, item in document["paths"].items() for method in item
     }
     served = {
-        (route.path, method)
+        (route_label({"route": route}), method)
         for route in app.routes
         if isinstance(route, Route)
         for method in route.methods or ()
