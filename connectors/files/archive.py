@@ -581,12 +581,14 @@ def _zip_directory_size(raw: BinaryIO, size: int) -> tuple[int, int] | None:
     return int(entries), int(cd_size)
 
 
-def _is_zip_link_or_special(info: zipfile.ZipInfo) -> tuple[bool, bool]:
+def _zip_entry_kind(info: zipfile.ZipInfo) -> tuple[bool, bool, bool]:
+    """(is a symlink, is another special file, is a directory) from the Unix mode bits."""
     mode = info.external_attr >> 16
     kind = stat.S_IFMT(mode)
-    if kind == 0:
-        return False, False
-    return stat.S_ISLNK(mode), kind not in (stat.S_IFREG, stat.S_IFDIR)
+    if kind == 0:  # no Unix mode (e.g. made on Windows): a file, or a directory by its name
+        return False, False, info.is_dir()
+    is_dir = kind == stat.S_IFDIR or info.is_dir()
+    return stat.S_ISLNK(mode), kind not in (stat.S_IFREG, stat.S_IFDIR), is_dir
 
 
 _ZIP_METHODS = frozenset(
@@ -627,7 +629,7 @@ def _scan_zip_entries(plan: ArchivePlan, archive: zipfile.ZipFile) -> None:
     for index, info in enumerate(archive.infolist()):
         top.entry()
         _name_parts(info.filename, plan.filename)
-        is_link, is_special = _is_zip_link_or_special(info)
+        is_link, is_special, is_dir = _zip_entry_kind(info)
         if is_link:
             raise _unsafe(
                 f"{plan.filename}: member {info.filename!r} is a symbolic link; links are not "
@@ -635,7 +637,7 @@ def _scan_zip_entries(plan: ArchivePlan, archive: zipfile.ZipFile) -> None:
             )
         if is_special:
             raise _unsafe(f"{plan.filename}: member {info.filename!r} is a device or special file")
-        name = top.classify(info.filename, info.is_dir())
+        name = top.classify(info.filename, is_dir)
         if name is None:
             continue
         member = ArchiveMember(name, info.file_size, index=index)

@@ -85,11 +85,10 @@ def has_supported_extension(name: str) -> bool:
     return name.lower().endswith(SUPPORTED_EXTENSIONS)
 
 
-def _unsupported_message(name: str) -> str:
+def _unsupported_message(name: str, what: str) -> str:
     return (
-        f"the file type of {name} is not supported "
-        f"(supported: {' '.join(SUPPORTED_EXTENSIONS)}, also inside .zip .gz .bz2 .tar.gz "
-        f".tgz .tar.bz2 .tbz2)"
+        f"{what} {name}: unsupported file type (supported: {' '.join(SUPPORTED_EXTENSIONS)}, "
+        f"also inside .zip .gz .bz2 .tar.gz .tgz .tar.bz2 .tbz2)"
     )
 
 
@@ -159,7 +158,9 @@ def open_upload(
         inner = name if kind is ContainerKind.PLAIN else single_member_name(name)
         if not has_supported_extension(inner):
             raise UploadRefused(
-                Rejection(ErrorCode.UNSUPPORTED_FORMAT, _unsupported_message(name), Stage.UPLOAD)
+                Rejection(
+                    ErrorCode.UNSUPPORTED_FORMAT, _unsupported_message(name, "upload"), Stage.UPLOAD
+                )
             )
     archive = scan_archive(path, limits, filename=name)
     try:
@@ -216,7 +217,7 @@ def _plan(
         if error is None and not has_supported_extension(member_name):
             error = Rejection(
                 ErrorCode.UNSUPPORTED_FORMAT,
-                f"member {member_name}: {_unsupported_message(member_name)}",
+                _unsupported_message(member_name, "member"),
                 Stage.UPLOAD,
             )
         plan.members.append(MemberPlan(member_name, member_name, scanned.size, error))
