@@ -95,7 +95,9 @@ _FXF_TRUNC = 0x10
 _FXF_EXCL = 0x20
 
 _INTERNAL = ".tidegate"  # drop_root/.tidegate: staging and hand-over (never an account)
-_CONNECTION_GRACE = 1.0  # seconds after a lost connection before its sessions are reaped
+_CONNECTION_GRACE = 1.0
+_USED_NAMES_CACHE = 100_000  # per account
+MAX_OPEN_HANDLES = 64  # per SFTP session  # seconds after a lost connection before its sessions are reaped
 
 
 # ---------------------------------------------------------------------------- host key
@@ -198,7 +200,9 @@ class SftpDropServer:
         self.port = 0
         self.handovers: list[HandOverStat] = []
         self._uploads: dict[tuple[str, str], _Upload] = {}
-        self._used: dict[str, set[str]] = {}
+        # names handed over (or known to the runtime), newest last, per account: a cache
+        # for refusing a re-upload at open; the runtime remains the source of truth
+        self._used: dict[str, dict[str, None]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._connections: set[asyncssh.SSHServerConnection] = set()
         self._acceptor: asyncssh.SSHAcceptor | None = None
@@ -436,7 +440,11 @@ class SftpDropServer:
         claim = result.claim
         refused = result.receipt.refused
         if refused is None or refused.code is ErrorCode.DUPLICATE_FILENAME:
-            self._used.setdefault(claim.account, set()).add(claim.filename)
+            used = self._used.setdefault(claim.account, {})
+            used.pop(claim.filename, None)
+            used[claim.filename] = None
+            if len(used) > _USED_NAMES_CACHE:
+                del used[next(iter(used))]
         if closed_mono is not None:
             stat_ = HandOverStat(
                 claim.account, claim.filename, closed_mono, result.handed_at, result.accepted
@@ -558,6 +566,7 @@ class _DropSftp(asyncssh.SFTPServer):
         self.root = os.path.realpath(root)
         self.conn = chan.get_connection()
         self._handles: dict[object, _Upload] = {}
+        self._open_handles = 0
         self._exited = False
 
     # -- paths
@@ -614,7 +623,12 @@ class _DropSftp(asyncssh.SFTPServer):
     def open56(self, path: bytes, desired_access: int, flags: int, attrs: SFTPAttrs) -> object:
         raise SFTPOpUnsupported("this server speaks SFTP version 3")
 
+    def _check_handle_limit(self) -> None:
+        if self._open_handles >= MAX_OPEN_HANDLES:
+            raise SFTPFailure(f"too many open files (at most {MAX_OPEN_HANDLES} per session)")
+
     def _open_read(self, path: bytes) -> object:
+        self._check_handle_limit()
         folder, name = self._file(path)
         try:
             fd = os.open(self._local(folder, name), os.O_RDONLY | os.O_NOFOLLOW)
@@ -623,6 +637,7 @@ class _DropSftp(asyncssh.SFTPServer):
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             os.close(fd)
             raise SFTPNoSuchFile("no such file")
+        self._open_handles += 1
         return open(fd, "rb", buffering=0)
 
     def _open_write(
@@ -630,6 +645,7 @@ class _DropSftp(asyncssh.SFTPServer):
     ) -> object:
         if self._exited or self.drop._closing:
             raise SFTPFailure("session is closing")
+        self._check_handle_limit()
         folder, name = self._file(path)
         problem = name_problem(name)
         if problem:
@@ -679,6 +695,7 @@ class _DropSftp(asyncssh.SFTPServer):
         upload.handle = handle
         upload.bytes_written = 0 if trunc else os.fstat(fd).st_size
         self._handles[handle] = upload
+        self._open_handles += 1
         return handle
 
     def write(self, file_obj: object, offset: int, data: bytes) -> int:
@@ -701,6 +718,7 @@ class _DropSftp(asyncssh.SFTPServer):
 
     def close(self, file_obj: object) -> None:
         origin = _close_origin()
+        self._open_handles = max(0, self._open_handles - 1)
         upload = self._handles.pop(file_obj, None)
         try:
             cast(Any, file_obj).close()

@@ -872,3 +872,23 @@ async def test_fallback_without_origin_still_discards_interrupted_uploads(
     await asyncio.sleep(SETTLE * 3)
     assert [h.upload.filename for h in env.ingest.handed] == ["ok.jsonl"]
     assert visible_files(env, "alice") == [] and staging_files(env) == []
+
+
+async def test_open_handles_per_session_are_limited(env: Env, server: SftpDropServer) -> None:
+    from connectors.sftp import MAX_OPEN_HANDLES
+
+    def many() -> None:
+        with _login(env, server.port) as c:
+            handles = [c.sftp.open(f"/events/f{i}.jsonl", "wb") for i in range(MAX_OPEN_HANDLES)]
+            with pytest.raises(OSError, match="too many open files"):
+                c.sftp.open("/events/one-too-many.jsonl", "wb")
+            for h in handles[:10]:
+                h.write(b"{}\n")
+                h.close()
+            c.sftp.open("/events/now-fine.jsonl", "wb").close()
+            for h in handles[10:]:
+                h.close()
+
+    await run_client(many)
+    handed = await env.ingest.wait_for(MAX_OPEN_HANDLES + 1)
+    assert "one-too-many.jsonl" not in {h.upload.filename for h in handed}
