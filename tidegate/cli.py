@@ -112,7 +112,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def _print_summary(data: dict[str, Any], name: str, limit: int = 20) -> None:
     counts = data["counts"]
     print(f"{name}: {data['status']} ({data.get('dialect') or 'unknown dialect'})")
-    print("  " + ", ".join(f"{k} {v}" for k, v in counts.items() if not isinstance(v, dict)))
+    if counts:
+        print("  " + ", ".join(f"{k} {v}" for k, v in counts.items() if not isinstance(v, dict)))
     if data.get("fatal"):
         print(f"  fatal: {data['fatal']['code']}: {data['fatal']['message']}")
     for warning in data.get("warnings", []):

@@ -5,9 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from connectors.files.upload import iter_member_records, open_upload
-
 from connectors.files.errors import MemberFailed, UploadRefused
+from connectors.files.upload import iter_member_records, open_upload
 from streams.core.errors import ErrorCode, Rejection, Stage
 from streams.embedded.engine import FatalUpload, Item, MemberFailure, PlanWarning, UploadRow
 
@@ -33,14 +32,14 @@ def read_upload(row: UploadRow) -> Iterator[Item]:
             ErrorCode.UNSUPPORTED_FORMAT, f"{row.filename}: the uploaded file is gone", Stage.UPLOAD
         )
         raise FatalUpload(gone) from missing
-    for warning in plan.warnings:
-        yield PlanWarning(warning)
-    for index, member in enumerate(plan.members):
-        name = member.name
-        try:
-            for raw in iter_member_records(plan, member):
-                yield index, raw
-        except MemberFailed as failed:
-            yield MemberFailure(name, failed.rejection)
-        except UploadRefused as refused:
-            raise FatalUpload(refused.rejection) from refused
+    with plan:
+        for warning in plan.warnings:
+            yield PlanWarning(warning)
+        for index, member in enumerate(plan.members):
+            try:
+                for raw in iter_member_records(plan, member):
+                    yield index, raw
+            except MemberFailed as failed:
+                yield MemberFailure(member.name, failed.rejection)
+            except UploadRefused as refused:
+                raise FatalUpload(refused.rejection) from refused

@@ -87,7 +87,7 @@ def validate_path(
                 report.warnings.append(item.text)
             elif isinstance(item, MemberFailure):
                 report.counts.failed_members += 1
-                report.warnings.append(f"{item.member}: {item.rejection.message}")
+                report.warnings.append(f"{item.rejection.code}: {item.rejection.message}")
                 report.errors.append(
                     {
                         "file": item.member,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -57,10 +58,23 @@ class Source:
     line: int
 
 
+_NAMESPACE_BYTES = EVENT_ID_NAMESPACE.bytes
+
+
 def make_event_id(source: Source) -> str:
-    """Deterministic id: uuid5 of account, upload, file, member and line."""
+    """Deterministic id: uuid5 of account, upload, file, member and line.
+
+    Equal to `str(uuid.uuid5(EVENT_ID_NAMESPACE, name))`, computed without building UUID
+    objects: this runs once per record and uuid5 itself costs several microseconds.
+    """
     name = f"{source.account}\x1f{source.upload_id}\x1f{source.file}\x1f{source.member or ''}\x1f{source.line}"
-    return str(uuid.uuid5(EVENT_ID_NAMESPACE, name))
+    digest = bytearray(
+        hashlib.sha1(_NAMESPACE_BYTES + name.encode(), usedforsecurity=False).digest()[:16]
+    )
+    digest[6] = (digest[6] & 0x0F) | 0x50
+    digest[8] = (digest[8] & 0x3F) | 0x80
+    h = digest.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 @dataclass(slots=True)

@@ -232,12 +232,17 @@ class Engine:
                 if isinstance(item, MemberFailure):
                     if item.member not in failed:
                         failed.append(item.member)
-                        warnings.append(
-                            f"{item.member}: {item.rejection.code}: {item.rejection.message}"
-                        )
+                        # The reader's message names the member already.
+                        warnings.append(f"{item.rejection.code}: {item.rejection.message}")
                         counts.failed_members += 1
                     continue
                 member_index, raw = item
+                if row.dialect is None:
+                    row.dialect = raw.source.dialect
+                    self.conn.execute(
+                        "UPDATE uploads SET dialect = ? WHERE upload_id = ?",
+                        (row.dialect.value, upload_id),
+                    )
                 if (member_index, raw.source.line) <= (done_member, done_line):
                     continue  # committed before a crash or restart
                 progress.read += 1
