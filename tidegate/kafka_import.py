@@ -52,6 +52,7 @@ async def produce_upload(producer: Any, row: UploadRow) -> dict[str, Any]:
     failed: list[str] = []
     fatal: dict[str, str] | None = None
     total = 0
+    dialect = row.dialect
     pending: list[Any] = []
     key = row.account.encode()
     try:
@@ -68,6 +69,7 @@ async def produce_upload(producer: Any, row: UploadRow) -> dict[str, Any]:
                     )
                 continue
             _, raw = item
+            dialect = dialect or raw.source.dialect
             pending.append(await producer.send(T.RAW, T.encode_raw(raw), key=key))
             total += 1
             if len(pending) >= IN_FLIGHT:
@@ -82,7 +84,7 @@ async def produce_upload(producer: Any, row: UploadRow) -> dict[str, Any]:
         "account": row.account,
         "filename": row.filename,
         "kind": row.kind.value,
-        "dialect": row.dialect.value if row.dialect else None,
+        "dialect": dialect.value if dialect else None,
         "received_at": to_iso(row.received_at),
         "trigger": bool(row.trigger),
         "total": total,

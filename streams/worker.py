@@ -1,0 +1,45 @@
+"""`tidegate worker`: runs one Faust worker of the Kafka runtime until stopped."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+from pathlib import Path
+
+from streams import topics as T
+from streams.app import WorkerConfig, create_app
+from streams.core.timeparse import from_iso
+
+
+def config_from_args(args: argparse.Namespace) -> WorkerConfig:
+    from tidegate.commands import load_settings
+
+    state_dir = Path(args.state_dir)
+    now_text = getattr(args, "now", None) or os.environ.get("TIDEGATE_NOW")
+    now = from_iso(now_text) if isinstance(now_text, str) and now_text else None
+    if now_text and now is None:
+        raise SystemExit(f"TIDEGATE_NOW wants an ISO-8601 time, not {now_text!r}")
+    return WorkerConfig(
+        broker=args.broker,
+        partitions=int(args.partitions),
+        state_dir=state_dir,
+        settings=load_settings(args.config, state_dir),
+        now=now,
+    )
+
+
+def run_worker(args: argparse.Namespace) -> int:
+    """Creates the topics when missing, then runs the Faust worker (blocks)."""
+    from faust import Worker
+
+    config = config_from_args(args)
+    config.state_dir.mkdir(parents=True, exist_ok=True)
+    asyncio.run(T.ensure_topics(T.bootstrap_of(config.broker), config.partitions, config.app_id))
+    app = create_app(config)
+    level = os.environ.get("TIDEGATE_LOG_LEVEL", "WARN").upper()
+    worker = Worker(app, loglevel=level, quiet=True, redirect_stdouts=False)
+    logging.getLogger("tidegate").setLevel(level)
+    worker.execute_from_commandline()
+    return 0
