@@ -460,3 +460,20 @@ def test_schemathesis_without_credentials_finds_no_server_error(tmp_path: Path) 
     with LiveServer() as live:
         schemathesis_run(live.url, tmp_path, "--checks", "not_a_server_error", max_examples=20)
         assert live.ingest.submissions == 0
+
+
+def test_bench_script_runs_small() -> None:
+    done = subprocess.run(
+        [
+            sys.executable, str(REPO / "scripts" / "bench_http.py"), "--ingest", "memory",
+            "--client", "python", "--requests", "6", "--batch", "50", "--connections", "2",
+            "--duration", "30", "--json",
+        ],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["server_errors"] == 0
+    assert result["ok"] == 6
+    assert result["records_stored"] == 300
+    assert result["events_per_s"] > 0
