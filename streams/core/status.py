@@ -37,7 +37,7 @@ class UploadCounts:
         else:
             self.rejected += 1
             if code is not None:
-                self.by_code[code] += 1
+                self.by_code[str(code)] += 1
 
 
 def final_status(counts: UploadCounts, fatal: Rejection | None) -> UploadStatus:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import contextlib
 import sqlite3
 import uuid
@@ -20,6 +21,8 @@ from streams.core.records import RawRecord, SourceKind
 from streams.core.timeparse import to_iso
 from streams.embedded.engine import DB_NAME, Clock, Engine, FileReader, SettingsFor, utcnow
 from streams.embedded.schema import connect
+
+log = logging.getLogger("tidegate.embedded")
 
 FINAL = frozenset({"success", "partial", "warning", "fail"})
 
@@ -51,6 +54,7 @@ class EmbeddedRuntime:
         self._done: dict[str, asyncio.Event] = {}
         self._worker: asyncio.Task[None] | None = None
         self.on_finished: list[Callable[[UploadView], Any]] = []
+        self.failures: dict[str, bool] = {}
 
     @property
     def engine(self) -> Engine:
@@ -107,7 +111,13 @@ class EmbeddedRuntime:
             upload_id = await self._queue.get()
             # The engine owns its own SQLite connection and runs off the event loop, so HTTP
             # and SFTP stay responsive during a long import.
-            await asyncio.to_thread(self.engine.process, upload_id, self.clock)
+            try:
+                await asyncio.to_thread(self.engine.process, upload_id, self.clock)
+            except Exception:
+                # A bug or an infrastructure failure (disk full, corrupt database): the upload
+                # stays 'processing' and resumes from its last committed batch on restart.
+                log.exception("processing upload %s failed; it resumes on restart", upload_id)
+                self.failures[upload_id] = True
             self._done.setdefault(upload_id, asyncio.Event()).set()
             view = await self.get_upload(upload_id)
             for callback in self.on_finished:
@@ -215,6 +225,8 @@ class EmbeddedRuntime:
             await asyncio.wait_for(event.wait(), timeout)
             view = await self.get_upload(upload_id)
             assert view is not None
+            if upload_id in self.failures:
+                raise RuntimeError(f"processing upload {upload_id} failed; see the log")
         return view
 
     async def find_upload(self, account: str, filename: str) -> UploadView | None:
