@@ -1,0 +1,173 @@
+"""The embedded runtime end to end: uploads through the rules to the JSON-lines outputs."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from connectors.ports import FileUpload, UploadView
+from streams.core.settings import SettingsRegistry
+from streams.embedded.runtime import EmbeddedRuntime
+from tidegate.files import read_upload
+
+UPLOADS = Path(__file__).parent.parent / "fixtures" / "uploads"
+NOW = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
+
+Importer = Callable[..., Any]
+
+
+def outputs(data: Path, name: str) -> list[dict[str, Any]]:
+    path = data / "out" / f"{name}.jsonl"
+    return [orjson.loads(line) for line in path.read_bytes().splitlines()] if path.exists() else []
+
+
+@pytest.fixture
+async def runtime(tmp_path: Path) -> AsyncIterator[EmbeddedRuntime]:
+    rt = EmbeddedRuntime(tmp_path / "data", SettingsRegistry(), read_upload, clock=lambda: NOW)
+    await rt.start()
+    yield rt
+    await rt.stop()
+
+
+async def submit(
+    rt: EmbeddedRuntime, source: Path, *, name: str | None = None, trigger: bool | None = None
+) -> UploadView:
+    receipt = await rt.submit_file(
+        FileUpload("acme", name or source.name, source, NOW, trigger=trigger)
+    )
+    assert receipt.upload_id is not None, receipt.refused
+    return await rt.wait(receipt.upload_id, timeout=60)
+
+
+async def test_email_only_event_follows_link_from_an_earlier_upload(runtime: EmbeddedRuntime) -> None:
+    await submit(runtime, UPLOADS / "links_first.jsonl")
+    await submit(runtime, UPLOADS / "links_second.jsonl", trigger=True)
+    by_line = {
+        (r["source"]["file"], r["source"]["line"]): r for r in outputs(runtime.data_dir, "accepted")
+    }
+    assert by_line[("links_second.jsonl", 1)]["profile_id"] == "user_id:42"
+
+
+async def test_conflicting_link_is_reported_and_not_merged(runtime: EmbeddedRuntime) -> None:
+    await submit(runtime, UPLOADS / "links_first.jsonl")
+    await submit(runtime, UPLOADS / "links_second.jsonl")
+    accepted = {r["source"]["line"]: r for r in outputs(runtime.data_dir, "accepted")
+                if r["source"]["file"] == "links_second.jsonl"}
+    assert accepted[2]["profile_id"] == "user_id:43"
+    conflicts = outputs(runtime.data_dir, "conflicts")
+    assert [(c["identifier"], c["existing_profile"], c["attempted_profile"]) for c in conflicts] == [
+        ("email:ada@example.com", "user_id:42", "user_id:43")
+    ]
+
+
+async def test_same_key_same_user_is_duplicate_other_user_is_not(runtime: EmbeddedRuntime) -> None:
+    await submit(runtime, UPLOADS / "links_first.jsonl")
+    view = await submit(runtime, UPLOADS / "links_second.jsonl")
+    assert view.counts["duplicate"] == 1
+    lines = {r["source"]["line"] for r in outputs(runtime.data_dir, "accepted")
+             if r["source"]["file"] == "links_second.jsonl"}
+    assert 3 not in lines and 4 in lines
+
+
+async def test_every_record_gets_exactly_one_outcome(runtime: EmbeddedRuntime) -> None:
+    view = await submit(runtime, UPLOADS / "links_second.jsonl")
+    counts = view.counts
+    assert counts["records"] == 7
+    assert counts["accepted"] + counts["duplicate"] + counts["rejected"] == 7
+    assert counts["by_code"] == {"blocked_identity": 1}
+    assert view.status == "partial"
+    assert len(outputs(runtime.data_dir, "deadletter")) == 1
+
+
+async def test_import_is_passive_unless_opted_in(runtime: EmbeddedRuntime) -> None:
+    view = await submit(runtime, UPLOADS / "links_first.jsonl")
+    assert view.counts["triggered"] == 0
+    assert outputs(runtime.data_dir, "triggers") == []
+
+
+async def test_old_and_future_events_never_trigger(runtime: EmbeddedRuntime) -> None:
+    view = await submit(runtime, UPLOADS / "links_second.jsonl", trigger=True)
+    triggered = {r["source"]["line"] for r in outputs(runtime.data_dir, "triggers")}
+    assert triggered == {1, 2, 3, 4}  # 6 is 48 h old, 7 is 23 h ahead
+    assert view.counts["triggered"] == 4
+
+
+async def test_same_key_25_hours_later_is_accepted_again(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    clock = {"now": NOW}
+    rt = EmbeddedRuntime(data, SettingsRegistry(), read_upload, clock=lambda: clock["now"])
+    await rt.start()
+    try:
+        await submit(rt, UPLOADS / "links_first.jsonl")
+        again = tmp_path / "again.jsonl"
+        shutil.copy(UPLOADS / "links_first.jsonl", again)
+        clock["now"] = NOW + timedelta(hours=1)
+        assert (await submit(rt, again, name="one-hour-later.jsonl")).counts["duplicate"] == 1
+        clock["now"] = NOW + timedelta(hours=25)
+        view = await submit(rt, again, name="next-day.jsonl")
+        assert view.counts["duplicate"] == 0 and view.counts["accepted"] == 2
+    finally:
+        await rt.stop()
+
+
+async def test_reused_filename_is_refused(runtime: EmbeddedRuntime) -> None:
+    await submit(runtime, UPLOADS / "links_first.jsonl")
+    receipt = await runtime.submit_file(
+        FileUpload("acme", "links_first.jsonl", UPLOADS / "links_first.jsonl", NOW)
+    )
+    assert receipt.upload_id is None
+    assert receipt.refused is not None and receipt.refused.code == "duplicate_filename"
+    # Another account may use the same name.
+    other = await runtime.submit_file(
+        FileUpload("globex", "links_first.jsonl", UPLOADS / "links_first.jsonl", NOW)
+    )
+    assert other.upload_id is not None
+
+
+async def test_fixed_feedback_file_reimports_cleanly(runtime: EmbeddedRuntime, tmp_path: Path) -> None:
+    view = await submit(runtime, UPLOADS / "bad_rows.csv")
+    assert (view.counts["accepted"], view.counts["rejected"]) == (1, 2)
+    feedback = await runtime.feedback(view.upload_id)
+    assert feedback is not None
+    name, content = feedback
+    assert name == "bad_rows.errors.csv"
+    text = content.decode()
+    lines = text.splitlines()
+    assert lines[0] == "email,event_name,time,item_type,error_code,error_message"
+    assert lines[1].startswith(", Completes checkout") and ",blocked_identity," in lines[1]
+    assert ",invalid_timestamp," in lines[2]
+    fixed = tmp_path / "bad_rows.fixed.csv"
+    fixed.write_text(
+        text.replace(", Completes checkout", "cersei@casterlyrock.com, Completes checkout", 1)
+        .replace("not a time", "2024-05-03 10:00+10")
+    )
+    again = await submit(runtime, fixed)
+    assert again.status == "success" and again.counts["accepted"] == 2
+    props = [r["properties"] for r in outputs(runtime.data_dir, "accepted")
+             if r["source"]["file"] == "bad_rows.fixed.csv"]
+    assert all("error_code" not in p for p in props)
+
+
+async def test_api_records_are_stored_then_decided(runtime: EmbeddedRuntime) -> None:
+    from streams.core.records import Dialect, RawRecord, Source, SourceKind
+
+    raws = [
+        RawRecord(
+            Source(SourceKind.API, Dialect.NAXAI, "acme", "req-1", "api:/people", None, i + 1),
+            NOW,
+            orjson.dumps({"name": "purchase", "data": {"total": i}, "idempotencyKey": "same"}),
+            path_identifier="buyer@example.com",
+            trigger=True,
+        )
+        for i in range(3)
+    ]
+    receipt = await runtime.submit_records("acme", "api:/people", raws)
+    assert receipt.upload_id == "req-1"
+    view = await runtime.wait("req-1", timeout=30)
+    assert (view.counts["accepted"], view.counts["duplicate"], view.counts["triggered"]) == (1, 2, 1)
