@@ -120,7 +120,8 @@ def _print_summary(data: dict[str, Any], name: str, limit: int = 20) -> None:
         print(f"  warning: {warning}")
     errors = data.get("errors", [])
     for error in errors[:limit]:
-        print(f"  {error['file']}:{error['line']}: {error['code']}: {error['message']}")
+        where = error["file"] if error["line"] is None else f"{error['file']}:{error['line']}"
+        print(f"  {where}: {error['code']}: {error['message']}")
     if len(errors) > limit:
         print(f"  ... and {len(errors) - limit} more (use --json for all)")
 
