@@ -702,7 +702,7 @@ async def test_hand_over_follows_the_close_after_the_settle_delay(env: Env) -> N
         for d in delays:
             assert settle - 0.05 <= d < settle + 0.5
         for d in server_side:
-            assert settle <= d < settle + 0.2
+            assert settle <= d < settle + 0.5
     finally:
         await srv.aclose()
 
