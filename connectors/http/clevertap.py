@@ -11,10 +11,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from connectors.http import errors
-from connectors.http.context import UPLOAD_ID_HEADER, HttpContext, is_true, json_response
+from connectors.http.context import UPLOAD_ID_HEADER, HttpContext, is_true, json_response, judge
 from connectors.http.errors import ApiError
 from streams.core.errors import Rejection, error_number
-from streams.core.normalize import normalize
 from streams.core.records import Dialect, RawRecord, Source, SourceKind
 
 PATH = "/1/upload"
@@ -66,8 +65,7 @@ async def upload(ctx: HttpContext, request: Request) -> Response:
     records = build_records(account, upload_id, batch, ctx)
     unprocessed: list[dict[str, Any]] = []
     verdicts: Counter[str] = Counter()
-    for record, element in zip(records, batch, strict=True):
-        result = normalize(record)
+    for result, element in zip(await judge(records), batch, strict=True):
         if isinstance(result, Rejection):
             verdicts[result.code.value] += 1
             unprocessed.append(

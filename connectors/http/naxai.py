@@ -11,10 +11,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from connectors.http import errors
-from connectors.http.context import UPLOAD_ID_HEADER, HttpContext, is_true, json_response
+from connectors.http.context import UPLOAD_ID_HEADER, HttpContext, is_true, json_response, judge
 from connectors.http.errors import ApiError
 from streams.core.errors import Rejection
-from streams.core.normalize import normalize
 from streams.core.records import Dialect, Event, RawRecord, Source, SourceKind
 
 PATH = "/people/contacts/{identifier:path}/events"
@@ -59,7 +58,7 @@ async def events(ctx: HttpContext, request: Request) -> Response:
         )
         for line, element in enumerate(batch, start=1)
     ]
-    results: list[Event | Rejection] = [normalize(record) for record in records]
+    results: list[Event | Rejection] = await judge(records)
     verdicts: Counter[str] = Counter(
         result.code.value if isinstance(result, Rejection) else "" for result in results
     )

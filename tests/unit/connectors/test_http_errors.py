@@ -328,3 +328,38 @@ async def test_healthz(make: MakeClient) -> None:
     response = await make().get("/healthz")
     assert response.status_code == 200
     assert response.json() == {"status": "ok"}
+
+
+async def test_a_client_that_disconnects_mid_body_is_not_a_server_error(
+    ingest: MemoryIngest,
+) -> None:
+    app = create_app(ingest, AUTH, clock=lambda: NOW)
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/1/upload",
+        "raw_path": b"/1/upload",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(k.lower().encode(), v.encode()) for k, v in CT.items()],
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 2),
+    }
+    messages = [
+        {"type": "http.request", "body": b'{"d": [', "more_body": True},
+        {"type": "http.disconnect"},
+    ]
+    sent: list[dict[str, object]] = []
+
+    async def receive() -> dict[str, object]:
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)
+    assert sent[0]["status"] == 400
+    assert ingest.submissions == 0
