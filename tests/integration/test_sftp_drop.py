@@ -225,24 +225,31 @@ def _archives(workdir: Path) -> tuple[Path, Path]:
 # ---------------------------------------------------------------------------- uploads
 
 
-async def test_paramiko_uploads_every_seed_sample(env: Env, server: SftpDropServer) -> None:
+async def test_paramiko_uploads_every_seed_sample_and_archives(
+    env: Env, server: SftpDropServer
+) -> None:
+    work = env.tmp / "client"
+    work.mkdir()
+    sources = {p.name: p for p in SEED_FILES}
+    sources.update({a.name: a for a in _archives(work)})
+
     def upload() -> dict[str, float]:
         closed = {}
         with _login(env, server.port) as c:
             assert sorted(c.sftp.listdir("/")) == ["events", "events-trigger"]
-            for path in SEED_FILES:
-                c.sftp.put(str(path), f"/events/{path.name}")  # paramiko confirms with stat
-                closed[path.name] = time.monotonic()
+            for name, path in sources.items():
+                c.sftp.put(str(path), f"/events/{name}")  # paramiko confirms with stat
+                closed[name] = time.monotonic()
         return closed
 
     closed = await run_client(upload)
-    handed = await env.ingest.wait_for(len(SEED_FILES))
-    assert sorted(h.upload.filename for h in handed) == sorted(p.name for p in SEED_FILES)
+    handed = await env.ingest.wait_for(len(sources))
+    assert sorted(h.upload.filename for h in handed) == sorted(sources)
     for h in handed:
         assert h.accepted
         assert h.upload.account == "alice"
         assert h.upload.trigger is None  # events/: the account's default applies
-        assert h.content == (SEEDS / h.upload.filename).read_bytes()
+        assert h.content == sources[h.upload.filename].read_bytes()
         assert (env.drop_root / "alice") not in h.upload.path.parents  # out of user's reach
         assert h.upload.received_at.tzinfo is not None
         assert h.at - closed[h.upload.filename] >= SETTLE - 0.05
@@ -272,21 +279,19 @@ async def test_openssh_sftp_batch_uploads_seeds_and_archives_with_key(
     for p in SEED_FILES:
         shutil.copy(p, work / p.name)
     zpath, tpath = _archives(work)
-    puts = "\n".join(f"put {p.name}" for p in SEED_FILES)
-    result = await openssh_batch(
-        env,
-        server.port,
-        f"""
-        cd events
-        {puts}
-        put {zpath.name}
-        cd /events-trigger
-        put {tpath.name}
-        ls -l /events
-        """,
-        cwd=work,
+    batch = "\n".join(
+        [
+            "cd events",
+            *(f"put {p.name}" for p in SEED_FILES),
+            f"put {zpath.name}",
+            "cd /events-trigger",
+            f"put {tpath.name}",
+            "ls -l /events",
+        ]
     )
+    result = await openssh_batch(env, server.port, batch, cwd=work)
     assert result.returncode == 0, result.stderr
+    assert "sftp> ls -l /events" in result.stdout  # listing works (rc 0 covers errors)
     expected = len(SEED_FILES) + 2
     handed = {h.upload.filename: h for h in await env.ingest.wait_for(expected)}
     assert len(handed) == expected
