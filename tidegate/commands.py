@@ -19,21 +19,11 @@ from tidegate.files import read_upload
 
 def load_settings(config: Path | None, data: Path) -> SettingsRegistry:
     """Per-account rule settings from the accounts file, when there is one."""
-    path = config or data / "accounts.toml"
-    if not path.exists():
-        return SettingsRegistry()
-    import tomllib
+    from connectors.accounts import load_accounts
+    from tidegate.serve import accounts_path, settings_of
 
-    with path.open("rb") as handle:
-        doc = tomllib.load(handle)
-    accounts = {}
-    for name, entry in (doc.get("accounts") or {}).items():
-        accounts[name] = {
-            key: entry[key]
-            for key in ("dedup_fingerprint", "trigger_imports", "max_event_types", "max_properties")
-            if key in entry
-        }
-    return SettingsRegistry.from_mapping({"accounts": accounts})
+    path = accounts_path(config, data)
+    return settings_of(load_accounts(path)) if path.exists() else SettingsRegistry()
 
 
 def make_runtime(data: Path, settings: SettingsRegistry, now: datetime | None) -> EmbeddedRuntime:

@@ -1,0 +1,162 @@
+"""`tidegate run` as a user meets it: real SFTP and HTTP clients against the embedded runtime."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import paramiko
+import pytest
+
+
+@dataclass
+class Running:
+    proc: subprocess.Popen[str]
+    data: Path
+    sftp_port: int
+    http_port: int
+    user: str
+    password: str
+    api_key: str
+    passcode: str
+
+
+def _read_welcome(proc: subprocess.Popen[str], deadline: float) -> str:
+    assert proc.stdout is not None
+    text = ""
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        text += line
+        if "tidegate uploads" in line:
+            return text
+    raise AssertionError(f"tidegate run did not start:\n{text}")
+
+
+@pytest.fixture
+def running(tmp_path: Path) -> Iterator[Running]:
+    data = tmp_path / "data"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tidegate.cli", "run", "--data", str(data), "--sftp-port", "0",
+         "--http-port", "0", "--settle", "0.3"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        text = _read_welcome(proc, time.monotonic() + 30)
+        creds = re.search(r"SFTP user (\S+)\s+password (\S+)", text)
+        api_key = re.search(r"API key \(Authorization: Bearer \.\.\.\)\s+(\S+)", text)
+        passcode = re.search(r"X-CleverTap-Passcode (\S+)", text)
+        sftp_port = re.search(r"sftp -P (\d+)", text)
+        http_port = re.search(r"http://127\.0\.0\.1:(\d+)/", text)
+        assert creds and api_key and passcode and sftp_port and http_port, text
+        yield Running(proc, data, int(sftp_port[1]), int(http_port[1]), creds[1], creds[2],
+                      api_key[1], passcode[1])
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def _events(n: int, prefix: str) -> bytes:
+    ts = (datetime.now(UTC) - timedelta(minutes=5)).isoformat()
+    return b"".join(
+        json.dumps({"user_id": f"{prefix}-{i}", "event_type": "viewed", "timestamp": ts}).encode() + b"\n"
+        for i in range(n)
+    )
+
+
+def _accepted(data: Path) -> list[dict[str, object]]:
+    path = data / "out" / "accepted.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_bytes().splitlines()]
+
+
+def _sftp(r: Running) -> tuple[paramiko.Transport, paramiko.SFTPClient]:
+    transport = paramiko.Transport(("127.0.0.1", r.sftp_port))
+    transport.connect(username=r.user, password=r.password)
+    client = paramiko.SFTPClient.from_transport(transport)
+    assert client is not None
+    return transport, client
+
+
+def test_sftp_drop_reaches_the_outputs_within_two_seconds_plus_settle(running: Running) -> None:
+    transport, client = _sftp(running)
+    try:
+        with client.open("events/first.jsonl", "wb") as handle:
+            handle.write(_events(100, "sftp"))
+        closed = time.monotonic()
+    finally:
+        client.close()
+        transport.close()
+    while not _accepted(running.data) and time.monotonic() - closed < 10:
+        time.sleep(0.02)
+    latency = time.monotonic() - closed
+    records = _accepted(running.data)
+    assert len(records) >= 1
+    assert latency < 2.0 + 0.3, f"{latency:.2f} s from close to the first output record"
+    deadline = time.monotonic() + 10
+    while len(_accepted(running.data)) < 100 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert {r["source"]["file"] for r in _accepted(running.data)} == {"first.jsonl"}  # type: ignore[index]
+    history = subprocess.run(
+        [sys.executable, "-m", "tidegate.cli", "uploads", "--data", str(running.data), "--json"],
+        capture_output=True, text=True, check=True,
+    )
+    uploads = json.loads(history.stdout)
+    assert [(u["filename"], u["status"], u["counts"]["accepted"]) for u in uploads] == [
+        ("first.jsonl", "success", 100)
+    ]
+
+
+def test_reupload_of_the_same_name_is_refused(running: Running) -> None:
+    transport, client = _sftp(running)
+    try:
+        with client.open("events/twice.jsonl", "wb") as handle:
+            handle.write(_events(3, "twice"))
+        time.sleep(1.0)
+        with pytest.raises(OSError, match="duplicate_filename"):
+            with client.open("events/twice.jsonl", "wb") as handle:
+                handle.write(_events(3, "again"))
+    finally:
+        client.close()
+        transport.close()
+    deadline = time.monotonic() + 10
+    while len(_accepted(running.data)) < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(1.0)
+    assert len(_accepted(running.data)) == 3, "the second upload must not be processed"
+
+
+def test_clevertap_api_and_sftp_share_one_pipeline(running: Running) -> None:
+    ts = int(time.time()) - 60
+    body = {"d": [{"identity": "ada@example.com", "ts": ts, "type": "event", "evtName": "Charged",
+                   "evtData": {"Amount": 300}},
+                  {"identity": "", "ts": ts, "type": "event", "evtName": "Charged", "evtData": {}}]}
+    response = httpx.post(
+        f"http://127.0.0.1:{running.http_port}/1/upload",
+        json=body,
+        headers={"X-CleverTap-Account-Id": "demo", "X-CleverTap-Passcode": running.passcode},
+        timeout=10,
+    )
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert answer["status"] == "partial" and answer["processed"] == 1
+    assert answer["unprocessed"][0]["record"]["identity"] == ""
+    deadline = time.monotonic() + 10
+    while not _accepted(running.data) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    [record] = _accepted(running.data)
+    assert record["profile_id"] == "email:ada@example.com"
+    triggers = (running.data / "out" / "triggers.jsonl").read_bytes().splitlines()
+    assert len(triggers) == 1  # real-time API events trigger by default

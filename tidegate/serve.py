@@ -1,0 +1,114 @@
+"""`tidegate run`: the embedded runtime with the SFTP drop server, watched folder and HTTP API."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+from pathlib import Path
+
+from connectors.accounts import Account, Accounts, Credentials, ensure_demo_account, load_accounts
+from connectors.http.app import create_app
+from connectors.http.server import serve_http
+from connectors.sftp import start_sftp_server
+from connectors.watch import start_watch_folder
+from streams.core.settings import SettingsRegistry
+from streams.embedded.runtime import EmbeddedRuntime
+from tidegate.files import read_upload
+
+log = logging.getLogger("tidegate")
+
+
+def settings_of(accounts: Accounts) -> SettingsRegistry:
+    """The rule settings of every account in the accounts file."""
+    return SettingsRegistry.from_mapping(
+        {"accounts": {account.name: account.settings_mapping() for account in accounts}}
+    )
+
+
+def accounts_path(config: Path | None, data: Path) -> Path:
+    return config or data / "accounts.toml"
+
+
+async def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    data: Path = args.data
+    data.mkdir(parents=True, exist_ok=True)
+    config = accounts_path(args.config, data)
+    created = ensure_demo_account(config)
+    accounts = load_accounts(config)
+    if args.broker:
+        from tidegate.kafka_connectors import run_connectors_on_kafka
+
+        return int(await run_connectors_on_kafka(args, accounts))
+
+    runtime = EmbeddedRuntime(data, settings_of(accounts), read_upload)
+    await runtime.start()
+    async with contextlib.AsyncExitStack() as stack:
+        stack.push_async_callback(runtime.stop)
+        sftp = await start_sftp_server(
+            args.host,
+            args.sftp_port,
+            accounts,
+            data / "drop",
+            runtime,
+            args.settle,
+            data / "ssh_host_ed25519_key",
+        )
+        stack.push_async_callback(sftp.wait_closed)
+        stack.callback(sftp.close)
+        watch = await start_watch_folder(data / "watch", accounts, runtime, args.settle)
+        stack.push_async_callback(watch.aclose)
+        http = await serve_http(create_app(runtime, accounts), args.host, args.http_port)
+        stack.push_async_callback(http.close)
+        _print_welcome(args, data, config, accounts, sftp.port, http.port, created)
+
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        print("tidegate: stopping", flush=True)
+    return 0
+
+
+def _print_welcome(
+    args: argparse.Namespace,
+    data: Path,
+    config: Path,
+    accounts: Accounts,
+    sftp_port: int,
+    http_port: int,
+    created: tuple[Account, Credentials] | None,
+) -> None:
+    host = args.host
+    lines = [
+        "Tidegate is running (embedded runtime: no broker, state in SQLite).",
+        f"  data directory   {data.resolve()}",
+        f"  accounts file    {config.resolve()}",
+        f"  outputs          {(data / 'out').resolve()}/{{accepted,triggers,deadletter,conflicts}}.jsonl",
+        f"  SFTP drop        sftp -P {sftp_port} <username>@{host}   (put files into events/)",
+        f"  watched folder   {(data / 'watch').resolve()}/<account>/events/",
+        f"  HTTP API         http://{host}:{http_port}/  (POST /1/upload, /people/contacts/{{id}}/events,"
+        " GET /uploads, /metrics, /openapi.json)",
+        f"  accounts         {', '.join(accounts.names)}",
+    ]
+    if created is not None:
+        account, creds = created
+        lines += [
+            "",
+            f"A demo account was created. These credentials are shown ONCE (only hashes are kept in {config.name}):",
+            f"  account {creds.account}   SFTP user {creds.username}   password {creds.password}",
+            f"  HTTP API key (Authorization: Bearer ...)  {creds.api_key}",
+            f"  CleverTap X-CleverTap-Account-Id {account.clevertap_account_id or creds.account}"
+            f"   X-CleverTap-Passcode {creds.passcode}",
+            "",
+            "Send a first file:",
+            f"  echo 'put tests/fixtures/seeds/zeta_sample.jsonl events/' | sftp -P {sftp_port} {creds.username}@{host}",
+            f"  .venv/bin/tidegate uploads --data {data}",
+        ]
+    print("\n".join(lines), flush=True)
