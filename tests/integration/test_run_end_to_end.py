@@ -125,9 +125,11 @@ def test_reupload_of_the_same_name_is_refused(running: Running) -> None:
         with client.open("events/twice.jsonl", "wb") as handle:
             handle.write(_events(3, "twice"))
         time.sleep(1.0)
-        with pytest.raises(OSError, match="duplicate_filename"):
-            with client.open("events/twice.jsonl", "wb") as handle:
-                handle.write(_events(3, "again"))
+        with (
+            pytest.raises(OSError, match="duplicate_filename"),
+            client.open("events/twice.jsonl", "wb") as handle,
+        ):
+            handle.write(_events(3, "again"))
     finally:
         client.close()
         transport.close()
