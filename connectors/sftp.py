@@ -74,6 +74,7 @@ from connectors.accounts import Account, Accounts
 from connectors.ports import Ingest
 from connectors.staging import (
     FOLDERS,
+    Claim,
     HandOver,
     HandOverResult,
     is_status_name,
@@ -82,7 +83,7 @@ from connectors.staging import (
 )
 from streams.core.errors import ErrorCode
 
-__all__ = ["SftpDropServer", "load_or_create_host_key", "start_sftp_server"]
+__all__ = ["HandOverStat", "SftpDropServer", "load_or_create_host_key", "start_sftp_server"]
 
 log = logging.getLogger("tidegate.sftp")
 
@@ -269,7 +270,7 @@ class SftpDropServer:
             log.info("resubmitting claim %s/%s from an earlier run", claim.account, claim.filename)
             self._spawn(self._submit_recovered(claim))
 
-    async def _submit_recovered(self, claim: Any) -> None:
+    async def _submit_recovered(self, claim: Claim) -> None:
         result = await self.handover.submit(claim)
         self._note_result(result)
 
