@@ -11,6 +11,20 @@ from streams.core.errors import Rejection
 from streams.core.records import Dialect, RawRecord, SourceKind
 
 
+class IngestUnavailable(Exception):
+    """The runtime cannot take records right now (store busy or down, shutting down).
+
+    Retriable: the HTTP API answers 503 with `Retry-After` (``retry_after`` seconds when
+    given, else the app's default). Nothing of the request is stored.
+    """
+
+    def __init__(
+        self, message: str = "the ingest is unavailable", retry_after: float | None = None
+    ):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 @dataclass(slots=True)
 class FileUpload:
     """A completely received file (or archive) handed over for processing."""

@@ -4,21 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from connectors.ports import IngestUnavailable
 from streams.core.errors import ErrorCode
 
-
-class IngestUnavailable(Exception):
-    """The runtime cannot take records right now (store down, queue full, shutting down).
-
-    Retriable: the HTTP API answers 503 with `Retry-After` (``retry_after`` seconds when
-    given, else the app's default). Nothing of the request is stored.
-    """
-
-    def __init__(
-        self, message: str = "the ingest is unavailable", retry_after: float | None = None
-    ):
-        super().__init__(message)
-        self.retry_after = retry_after
+__all__ = ["IngestUnavailable"]
 
 
 # Request-level codes the HTTP API adds to the core table (streams.core.errors.ErrorCode).

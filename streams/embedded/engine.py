@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -145,6 +146,11 @@ class Engine:
         self.file_reader = file_reader
         self.batch_size = batch_size
         self.progress: dict[str, Progress] = {}
+        self._stop = threading.Event()
+
+    def request_stop(self) -> None:
+        """Asks `process` to return after its current batch commits (thread-safe)."""
+        self._stop.set()
 
     def close(self) -> None:
         self.outputs.close()
@@ -252,6 +258,8 @@ class Engine:
                     self._commit(row, batch, counts, warnings, failed, clock)
                     progress.decided = counts.records
                     batch = _Batch()
+                    if self._stop.is_set():
+                        return "interrupted"  # resumes after this batch on the next start
         except FatalUpload as fatal:
             self._commit(row, batch, counts, warnings, failed, clock)
             return self._finish(row, counts, warnings, failed, fatal.rejection, clock)
@@ -321,7 +329,9 @@ class Engine:
     ) -> None:
         offsets = self.outputs.write_pending()
         conn = self.conn
-        conn.execute("BEGIN")
+        # IMMEDIATE: take the write lock up front, so a concurrent API submission makes this
+        # wait (busy timeout) instead of failing a read-to-write upgrade.
+        conn.execute("BEGIN IMMEDIATE")
         try:
             expire_state(self.store, clock(), max_buckets=64)
             self.store.flush()
@@ -367,7 +377,7 @@ class Engine:
         counts.failed_members = len(failed)
         status = final_status(counts, fatal)
         fatal_json = _json({"code": fatal.code.value, "message": fatal.message}) if fatal else None
-        self.conn.execute("BEGIN")
+        self.conn.execute("BEGIN IMMEDIATE")
         self.conn.execute(
             "UPDATE uploads SET status = ?, finished_at = ?, fatal = ?, counts = ?, warnings = ? "
             "WHERE upload_id = ?",

@@ -7,14 +7,14 @@ import contextlib
 import logging
 import sqlite3
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
 import orjson
 
-from connectors.ports import FileUpload, Receipt, UploadView
+from connectors.ports import FileUpload, IngestUnavailable, Receipt, UploadView
 from streams.core.errors import ErrorCode, Rejection, Stage
 from streams.core.feedback import RejectedRow, feedback_file
 from streams.core.records import RawRecord, SourceKind
@@ -55,6 +55,11 @@ class EmbeddedRuntime:
         self._worker: asyncio.Task[None] | None = None
         self.on_finished: list[Callable[[UploadView], Any]] = []
         self.failures: dict[str, bool] = {}
+        # One aiosqlite connection serves every submission: transactions on it must not
+        # interleave when several HTTP requests submit at once.
+        self._write_lock = asyncio.Lock()
+        self._processing: asyncio.Future[str] | None = None
+        self._stopping = False
 
     @property
     def engine(self) -> Engine:
@@ -93,6 +98,14 @@ class EmbeddedRuntime:
         self._worker = asyncio.create_task(self._run(), name="tidegate-engine")
 
     async def stop(self) -> None:
+        self._stopping = True
+        if self._engine is not None:
+            self._engine.request_stop()
+        if self._processing is not None and not self._processing.done():
+            # The engine thread stops after its current batch commits; wait for it rather
+            # than closing its connection under it.
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._processing)
         if self._worker is not None:
             self._worker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -112,7 +125,11 @@ class EmbeddedRuntime:
             # The engine owns its own SQLite connection and runs off the event loop, so HTTP
             # and SFTP stay responsive during a long import.
             try:
-                await asyncio.to_thread(self.engine.process, upload_id, self.clock)
+                self._processing = asyncio.ensure_future(
+                    asyncio.to_thread(self.engine.process, upload_id, self.clock)
+                )
+                if await self._processing == "interrupted":
+                    return  # stopping: the upload resumes from its last batch on restart
             except Exception:
                 # A bug or an infrastructure failure (disk full, corrupt database): the upload
                 # stays 'processing' and resumes from its last committed batch on restart.
@@ -146,24 +163,21 @@ class EmbeddedRuntime:
         )
 
     async def submit_file(self, upload: FileUpload) -> Receipt:
-        assert self._db is not None, "start() the runtime first"
         upload_id = str(uuid.uuid4())
         try:
-            await self._db.execute("BEGIN IMMEDIATE")
-            await self._insert_upload(
-                self._db,
-                upload_id,
-                upload.account,
-                upload.filename,
-                upload.kind,
-                upload.dialect.value if upload.dialect else None,
-                str(upload.path),
-                upload.trigger,
-                to_iso(upload.received_at),
-            )
-            await self._db.execute("COMMIT")
+            async with self._transaction() as db:
+                await self._insert_upload(
+                    db,
+                    upload_id,
+                    upload.account,
+                    upload.filename,
+                    upload.kind,
+                    upload.dialect.value if upload.dialect else None,
+                    str(upload.path),
+                    upload.trigger,
+                    to_iso(upload.received_at),
+                )
         except sqlite3.IntegrityError:
-            await self._db.execute("ROLLBACK")
             return Receipt(
                 None,
                 Rejection(
@@ -175,6 +189,31 @@ class EmbeddedRuntime:
         self._enqueue(upload_id)
         return Receipt(upload_id)
 
+    @contextlib.asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        """One write transaction at a time on the shared connection; a busy or failing
+        database is a retriable IngestUnavailable, never a half-written submission."""
+        if self._db is None or self._stopping:
+            raise IngestUnavailable("the runtime is not running", retry_after=5)
+        async with self._write_lock:
+            db = self._db
+            try:
+                await db.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as busy:
+                raise IngestUnavailable(f"the ledger is busy: {busy}", retry_after=1) from busy
+            try:
+                yield db
+                await db.execute("COMMIT")
+            except sqlite3.IntegrityError:
+                await db.execute("ROLLBACK")
+                raise
+            except sqlite3.OperationalError as failure:
+                await db.execute("ROLLBACK")
+                raise IngestUnavailable(f"the ledger failed: {failure}", retry_after=1) from failure
+            except BaseException:
+                await db.execute("ROLLBACK")
+                raise
+
     async def submit_records(
         self,
         account: str,
@@ -183,7 +222,6 @@ class EmbeddedRuntime:
         *,
         kind: SourceKind = SourceKind.API,
     ) -> Receipt:
-        assert self._db is not None, "start() the runtime first"
         upload_id = records[0].source.upload_id if records else str(uuid.uuid4())
         received_at = records[0].received_at if records else self.clock()
         rows = [
@@ -203,16 +241,11 @@ class EmbeddedRuntime:
             for raw in records
         ]
         dialect = records[0].source.dialect.value if records else None
-        await self._db.execute("BEGIN IMMEDIATE")
-        try:
+        async with self._transaction() as db:
             await self._insert_upload(
-                self._db, upload_id, account, name, kind, dialect, None, True, to_iso(received_at)
+                db, upload_id, account, name, kind, dialect, None, True, to_iso(received_at)
             )
-            await self._db.executemany("INSERT INTO inbox VALUES (?, ?, ?)", rows)
-            await self._db.execute("COMMIT")
-        except BaseException:
-            await self._db.execute("ROLLBACK")
-            raise
+            await db.executemany("INSERT INTO inbox VALUES (?, ?, ?)", rows)
         self._enqueue(upload_id)
         return Receipt(upload_id)
 
