@@ -9,6 +9,7 @@ partition and the core runs against it exactly as in the embedded runtime.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import traceback
@@ -249,6 +250,29 @@ def register(
     out_topics[T.OUTCOMES] = outcomes_topic
     store = FaustStore(tables)
     last_expired: dict[int, float] = {}
+    guard = asyncio.Lock()
+    installed: list[bool] = []
+
+    def install_commit_guard() -> None:
+        """Makes one record's work (table writes, outputs, ack) and Faust's transactional
+        commit mutually exclusive, and flushes the changelog buffer into the transaction
+        before committing. Without this a commit can carry the outputs of a record whose
+        offset is not acked yet, or leave its `seen` write for the next transaction — both
+        give a second outcome after a crash (found by test_faust_crash_kill_9)."""
+        if installed or not app.in_transaction:
+            return
+        installed.append(True)
+        transactions = app.consumer.transactions
+        original = transactions.commit
+
+        async def guarded_commit(offsets: Any, start_new_transaction: bool = True) -> bool:
+            async with guard:
+                await app.producer.buffer.flush()
+                return bool(
+                    await original(offsets, start_new_transaction=start_new_transaction)
+                )
+
+        transactions.commit = guarded_commit
 
     def _log_failure(fut: Any) -> None:
         if not fut.cancelled() and fut.exception() is not None:
@@ -281,7 +305,14 @@ def register(
 
     @app.agent(raw_topic, concurrency=1, name="tidegate.decide")  # type: ignore[untyped-decorator]
     async def decide_agent(stream: Any) -> None:
+        install_commit_guard()
         async for event in stream.events():
+            async with guard:
+                await _decide_one(event)
+                event.ack()
+
+    async def _decide_one(event: Any) -> None:
+        if True:
             partition = event.message.partition
             data: bytes = event.value
             raw: RawRecord | None = None
@@ -315,7 +346,14 @@ def register(
 
     @app.agent(announce_topic, concurrency=1, name="tidegate.announce")  # type: ignore[untyped-decorator]
     async def announce_agent(stream: Any) -> None:
+        install_commit_guard()
         async for event in stream.events():
+            async with guard:
+                await _announce_one(event)
+                event.ack()
+
+    async def _announce_one(event: Any) -> None:
+        if True:
             try:
                 doc = orjson.loads(event.value)
                 # keyed by account like the raw records: same partition as their outcomes
@@ -334,12 +372,19 @@ def register(
 
     @app.agent(outcomes_topic, concurrency=1, name="tidegate.status")  # type: ignore[untyped-decorator]
     async def status_agent(stream: Any) -> None:
+        install_commit_guard()
         async for event in stream.events():
+            async with guard:
+                await _status_one(event)
+                event.ack()
+
+    async def _status_one(event: Any) -> None:
+        if True:
             try:
                 message = orjson.loads(event.value)
                 upload_id = str(message["upload_id"])
                 if not upload_id:
-                    continue
+                    return
                 state, final = apply_upload_message(uploads.get(upload_id), message, clock())
                 uploads[upload_id] = state
                 if final is not None:

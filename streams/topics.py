@@ -12,32 +12,46 @@ import contextlib
 import os
 from collections.abc import Mapping
 
-RAW = "tidegate.events.raw"
-ACCEPTED = "tidegate.events.accepted"
-TRIGGERS = "tidegate.events.triggers"
-DEADLETTER = "tidegate.events.deadletter"
-OUTCOMES = "tidegate.uploads.outcomes"
-ANNOUNCE = "tidegate.uploads.announce"
-STATUS = "tidegate.uploads.status"
-CONFLICTS = "tidegate.identity.conflicts"
+PREFIX = os.environ.get("TIDEGATE_TOPIC_PREFIX", "tidegate")
+RAW = ACCEPTED = TRIGGERS = DEADLETTER = OUTCOMES = ANNOUNCE = STATUS = CONFLICTS = ""
+TOPIC_CONFIGS: dict[str, Mapping[str, str]] = {}
+ALL_TOPICS: tuple[str, ...] = ()
 
 DEFAULT_PARTITIONS = 8
 APP_ID = os.environ.get("TIDEGATE_APP_ID", "tidegate")
 
 # Outputs keep 7 days by default (consumers re-read within that); status is compacted.
 _DELETE_7D = {"cleanup.policy": "delete", "retention.ms": str(7 * 24 * 3600 * 1000)}
-TOPIC_CONFIGS: Mapping[str, Mapping[str, str]] = {
-    RAW: _DELETE_7D,
-    ACCEPTED: _DELETE_7D,
-    TRIGGERS: _DELETE_7D,
-    DEADLETTER: _DELETE_7D,
-    OUTCOMES: _DELETE_7D,
-    ANNOUNCE: _DELETE_7D,
-    CONFLICTS: _DELETE_7D,
-    STATUS: {"cleanup.policy": "compact"},
-}
 
-ALL_TOPICS = tuple(TOPIC_CONFIGS)
+
+def use_prefix(prefix: str) -> None:
+    """Sets the topic names (`<prefix>.events.raw` ...); `tidegate` unless
+    TIDEGATE_TOPIC_PREFIX says otherwise (tests use their own prefix per run)."""
+    global PREFIX, RAW, ACCEPTED, TRIGGERS, DEADLETTER, OUTCOMES, ANNOUNCE, STATUS, CONFLICTS
+    global TOPIC_CONFIGS, ALL_TOPICS
+    PREFIX = prefix
+    RAW = f"{prefix}.events.raw"
+    ACCEPTED = f"{prefix}.events.accepted"
+    TRIGGERS = f"{prefix}.events.triggers"
+    DEADLETTER = f"{prefix}.events.deadletter"
+    OUTCOMES = f"{prefix}.uploads.outcomes"
+    ANNOUNCE = f"{prefix}.uploads.announce"
+    STATUS = f"{prefix}.uploads.status"
+    CONFLICTS = f"{prefix}.identity.conflicts"
+    TOPIC_CONFIGS = {
+        RAW: _DELETE_7D,
+        ACCEPTED: _DELETE_7D,
+        TRIGGERS: _DELETE_7D,
+        DEADLETTER: _DELETE_7D,
+        OUTCOMES: _DELETE_7D,
+        ANNOUNCE: _DELETE_7D,
+        CONFLICTS: _DELETE_7D,
+        STATUS: {"cleanup.policy": "compact"},
+    }
+    ALL_TOPICS = tuple(TOPIC_CONFIGS)
+
+
+use_prefix(PREFIX)
 
 
 def bootstrap_of(broker: str) -> str:

@@ -1,0 +1,502 @@
+"""The Faust runtime against a real broker: same outputs as the embedded runtime, and
+exactly one outcome per record across a kill -9 of a worker.
+
+Sizes: TIDEGATE_FAUST_EQ_RECORDS (default 50,000) and TIDEGATE_FAUST_CRASH_RECORDS
+(default 20,000) make a smaller run possible.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from connectors.ports import FileUpload
+from streams import topics as T
+from streams.core.identity import IDENTITY_TABLE, identity_key, ordered_identifiers
+from streams.core.normalize import normalize
+from streams.core.records import Dialect, SourceKind, make_event_id
+from streams.core.settings import SettingsRegistry
+from streams.embedded.engine import UploadRow
+from streams.embedded.runtime import EmbeddedRuntime
+from streams.embedded.schema import connect
+from streams.embedded.store import SqliteStateStore
+from tidegate.files import read_upload
+from tidegate.kafka_import import new_producer, produce_upload, wait_statuses
+
+pytestmark = [pytest.mark.kafka, pytest.mark.slow]
+
+REPO = Path(__file__).resolve().parents[2]
+SEEDS = REPO / "tests" / "fixtures" / "seeds"
+NOW = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
+NOW_ISO = "2024-06-01T12:00:00Z"
+ACCOUNTS = ("acme", "globex", "initech", "umbrella", "hooli")
+PARTITIONS = 8
+
+Outcome = tuple[str, str | None, str, str | None, bool]  # event_id, profile, outcome, code, trig
+
+
+# --------------------------------------------------------------------------- data
+
+
+@dataclass(slots=True)
+class Upload:
+    account: str
+    filename: str
+    path: Path
+    dialect: Dialect | None
+    trigger: bool
+    upload_id: str = ""
+
+
+def _ts(minutes: int) -> str:
+    return (NOW - timedelta(minutes=minutes)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _lines(path: Path, rows: list[Any]) -> None:
+    with path.open("wb") as handle:
+        for row in rows:
+            handle.write((row if isinstance(row, bytes) else orjson.dumps(row)) + b"\n")
+
+
+def make_uploads(directory: Path, total: int) -> list[Upload]:
+    """Rounds of uploads per account: Zeta (user_id+email, duplicate idempotency keys, bad
+    lines), then email-only Zeta records in a LATER upload (they follow the links), Kissmetrics
+    events and aliases, Naxai with idempotency keys, Vero CSV, and the seed files."""
+    directory.mkdir(parents=True, exist_ok=True)
+    uploads: list[Upload] = []
+    rounds = 3
+    per = max(10, total // (rounds * len(ACCOUNTS) * 5))
+    seq = 0
+
+    def add(account: str, name: str, rows: list[Any] | bytes, dialect: Dialect | None) -> None:
+        nonlocal seq
+        seq += 1
+        path = directory / f"{seq:04d}-{account}-{name}"
+        if isinstance(rows, bytes):
+            path.write_bytes(rows)
+        else:
+            _lines(path, rows)
+        uploads.append(Upload(account, path.name, path, dialect, trigger=seq % 2 == 0))
+
+    for account in ACCOUNTS:
+        for seed in ("zeta_sample.jsonl", "vero_checkouts.csv", "kissmetrics_valid.json"):
+            add(account, seed, (SEEDS / seed).read_bytes(), None)
+    for r in range(rounds):
+        for account in ACCOUNTS:
+            zeta: list[Any] = []
+            for i in range(per):
+                u = r * per + i
+                row: dict[str, Any] = {
+                    "user_id": f"u{u % (per * 2)}",
+                    "event_type": f"view_{i % 7}",
+                    "timestamp": _ts(i % 2000),
+                    "page": f"/p/{i}",
+                }
+                if i % 3 == 0:
+                    row["email"] = f"e{u % (per * 2)}@{account}.com"
+                if i % 5 == 0:
+                    row["idempotencyKey"] = f"k{u % 40}"  # repeats: duplicates
+                zeta.append(row)
+                if i % 97 == 0:
+                    zeta.append(b"{not json")
+                if i % 89 == 0:
+                    zeta.append({"event_type": "x", "timestamp": _ts(1)})  # no identity
+                if i % 83 == 0:
+                    zeta.append(
+                        {"user_id": "u1", "event_type": "x", "timestamp": _ts(1), "site_id": 1}
+                    )
+            add(account, f"zeta-{r}.jsonl", zeta, Dialect.ZETA)
+            # email-only records in a later upload follow the links made above
+            later = [
+                {
+                    "email": f"e{(r * per + i) % (per * 2)}@{account}.com",
+                    "event_type": "open",
+                    "timestamp": _ts(i % 500),
+                    "idempotencyKey": f"m{i % 50}",
+                }
+                for i in range(0, per * 3, 3)
+            ]
+            add(account, f"zeta-email-{r}.jsonl", later, Dialect.ZETA)
+            km: list[Any] = []
+            for i in range(per):
+                t = int((NOW - timedelta(minutes=i % 900)).timestamp())
+                if i % 10 == 0:
+                    km.append({"_p": f"u{i}", "_p2": f"alias{i}@{account}.com", "_t": t})
+                elif i % 10 == 1:
+                    km.append({"_p": f"alias{i - 1}@{account}.com", "_n": "after_alias", "_t": t})
+                else:
+                    km.append({"_p": f"u{i}", "_n": "visited", "_t": t, "plan": "pro"})
+            add(account, f"km-{r}.json", km, Dialect.KISSMETRICS)
+            naxai = [
+                {
+                    "identifier": f"e{i % (per * 2)}@{account}.com",
+                    "name": "purchase",
+                    "data": {"total": i},
+                    "idempotencyKey": f"n{i % 60}",
+                    "timestamp": int((NOW - timedelta(minutes=i % 600)).timestamp()),
+                }
+                for i in range(per)
+            ]
+            add(account, f"naxai-{r}.jsonl", naxai, Dialect.NAXAI)
+            csv = ["email, event_name, time, item"]
+            for i in range(per):
+                moment = (NOW - timedelta(minutes=i % 3000)).strftime("%Y-%m-%d %H:%M+00")
+                csv.append(f"v{i % (per * 2)}@{account}.com, Completes checkout, {moment}, i{i}")
+            add(account, f"vero-{r}.csv", ("\n".join(csv) + "\n").encode(), Dialect.VERO)
+    return uploads
+
+
+def row_of(upload: Upload) -> UploadRow:
+    return UploadRow(
+        upload.upload_id,
+        upload.account,
+        upload.filename,
+        SourceKind.FILE,
+        upload.dialect,
+        str(upload.path),
+        upload.trigger or None,
+        NOW,
+    )
+
+
+# --------------------------------------------------------------------------- embedded side
+
+
+def embedded_reference(uploads: list[Upload], data: Path) -> tuple[set[Outcome], dict[str, str]]:
+    """Runs every upload through the embedded runtime (in order, fixed clock) and returns
+    the outcome of every record, plus each upload's final status. Sets upload ids."""
+
+    async def run() -> dict[str, str]:
+        runtime = EmbeddedRuntime(data, SettingsRegistry(), read_upload, clock=lambda: NOW)
+        await runtime.start()
+        statuses: dict[str, str] = {}
+        try:
+            for upload in uploads:
+                copy = data / "in" / upload.filename
+                copy.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy(upload.path, copy)
+                receipt = await runtime.submit_file(
+                    FileUpload(
+                        upload.account,
+                        upload.filename,
+                        copy,
+                        NOW,
+                        upload.dialect,
+                        upload.trigger or None,
+                    )
+                )
+                assert receipt.upload_id is not None
+                upload.upload_id = receipt.upload_id
+                view = await runtime.wait(receipt.upload_id, timeout=600)
+                statuses[upload.upload_id] = view.status
+        finally:
+            await runtime.stop()
+        return statuses
+
+    statuses = asyncio.run(run())
+    accepted: dict[str, tuple[str | None, bool]] = {}
+    for line in (data / "out" / "accepted.jsonl").read_bytes().splitlines():
+        doc = orjson.loads(line)
+        accepted[doc["event_id"]] = (doc["profile_id"], bool(doc["triggered"]))
+    rejected: dict[str, tuple[str | None, str]] = {}
+    for line in (data / "out" / "deadletter.jsonl").read_bytes().splitlines():
+        doc = orjson.loads(line)
+        record = doc.get("record") or {}
+        rejected[doc["event_id"]] = (record.get("profile_id"), doc["code"])
+    store = SqliteStateStore(connect(str(data / "tidegate.db")))
+    outcomes: set[Outcome] = set()
+    for upload in uploads:
+        for item in read_upload(row_of(upload)):
+            if not isinstance(item, tuple):
+                continue
+            raw = item[1]
+            event_id = make_event_id(raw.source)
+            if event_id in accepted:
+                profile, trig = accepted[event_id]
+                outcomes.add((event_id, profile, "accepted", None, trig))
+            elif event_id in rejected:
+                profile, code = rejected[event_id]
+                outcomes.add((event_id, profile, "rejected", code, False))
+            else:  # duplicates go to no output: their profile is the top identifier's link
+                event = normalize(raw)
+                assert not isinstance(event, Exception) and hasattr(event, "identifiers")
+                ns, value = ordered_identifiers(event)[0]  # type: ignore[arg-type]
+                profile = store.get(IDENTITY_TABLE, identity_key(event.account, ns, value))  # type: ignore[union-attr]
+                outcomes.add((event_id, profile, "duplicate", None, False))
+    return outcomes, statuses
+
+
+# --------------------------------------------------------------------------- Kafka side
+
+
+class Workers:
+    """`tidegate worker` subprocesses on their own topics (prefix) and app id."""
+
+    def __init__(self, bootstrap: str, root: Path, prefix: str) -> None:
+        self.bootstrap = bootstrap
+        self.root = root
+        self.prefix = prefix
+        self.app_id = prefix.replace(".", "-")
+        self.procs: dict[int, subprocess.Popen[bytes]] = {}
+
+    def env(self) -> dict[str, str]:
+        return {
+            **os.environ,
+            "TIDEGATE_TOPIC_PREFIX": self.prefix,
+            "TIDEGATE_APP_ID": self.app_id,
+            "TIDEGATE_NOW": NOW_ISO,
+            "TIDEGATE_LOG_LEVEL": "INFO",
+        }
+
+    def start(self, n: int) -> None:
+        log = (self.root / f"worker-{n}.log").open("ab")
+        self.procs[n] = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tidegate.cli",
+                "worker",
+                "--broker",
+                f"kafka://{self.bootstrap}",
+                "--partitions",
+                str(PARTITIONS),
+                "--state-dir",
+                str(self.root / f"state-{n}"),
+            ],
+            env=self.env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=REPO,
+        )
+
+    def kill(self, n: int) -> None:
+        proc = self.procs.pop(n)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+
+    def stop(self) -> None:
+        for n in list(self.procs):
+            proc = self.procs.pop(n)
+            proc.terminate()
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    def log(self, n: int) -> str:
+        return (self.root / f"worker-{n}.log").read_text(errors="replace")
+
+
+@pytest.fixture
+def prefix() -> Iterator[str]:
+    name = f"tgtest.{uuid.uuid4().hex[:8]}"
+    previous = T.PREFIX
+    T.use_prefix(name)
+    try:
+        yield name
+    finally:
+        T.use_prefix(previous)
+
+
+async def produce_all(bootstrap: str, uploads: list[Upload]) -> None:
+    producer = new_producer(bootstrap)
+    await producer.start()
+    try:
+        for upload in uploads:
+            await produce_upload(producer, row_of(upload))
+    finally:
+        await producer.stop()
+
+
+async def read_topic(bootstrap: str, topic: str, quiet: float = 3.0) -> list[Any]:
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        isolation_level="read_committed",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+    )
+    await consumer.start()
+    records: list[Any] = []
+    try:
+        consumer.assign([TopicPartition(topic, p) for p in range(PARTITIONS)])
+        await consumer.seek_to_beginning()
+        last = time.monotonic()
+        while time.monotonic() - last < quiet:
+            batch = await consumer.getmany(timeout_ms=500)
+            for recs in batch.values():
+                if recs:
+                    records.extend(recs)
+                    last = time.monotonic()
+    finally:
+        await consumer.stop()
+    return records
+
+
+def outcome_set(records: list[Any]) -> tuple[set[Outcome], Counter[str]]:
+    found: set[Outcome] = set()
+    per_id: Counter[str] = Counter()
+    for record in records:
+        doc = orjson.loads(record.value)
+        if doc.get("type") != "outcome":
+            continue
+        per_id[doc["event_id"]] += 1
+        found.add(
+            (
+                doc["event_id"],
+                doc["profile_id"],
+                doc["outcome"],
+                doc["code"],
+                bool(doc["triggered"]),
+            )
+        )
+    return found, per_id
+
+
+def header_ids(records: list[Any]) -> Counter[str]:
+    return Counter(dict(r.headers)["event_id"].decode() for r in records)
+
+
+# --------------------------------------------------------------------------- tests
+
+
+def test_faust_equals_embedded(kafka_bootstrap: str, tmp_path: Path, prefix: str) -> None:
+    total = int(os.environ.get("TIDEGATE_FAUST_EQ_RECORDS", "50000"))
+    uploads = make_uploads(tmp_path / "files", total)
+    expected, statuses = embedded_reference(uploads, tmp_path / "embedded")
+    assert len(expected) >= total * 0.8
+    kinds = Counter(o[2] for o in expected)
+    assert kinds["duplicate"] and kinds["rejected"] and kinds["accepted"]
+
+    asyncio.run(T.ensure_topics(kafka_bootstrap, PARTITIONS))
+    workers = Workers(kafka_bootstrap, tmp_path, prefix)
+    try:
+        workers.start(1)
+        workers.start(2)
+        started = time.monotonic()
+        asyncio.run(produce_all(kafka_bootstrap, uploads))
+        found_status = asyncio.run(
+            wait_statuses(kafka_bootstrap, [u.upload_id for u in uploads], timeout=900)
+        )
+        elapsed = time.monotonic() - started
+        print(
+            f"faust: {len(expected)} records in {elapsed:.1f}s "
+            f"({len(expected) / elapsed:.0f} ev/s incl. startup)"
+        )
+        records = asyncio.run(read_topic(kafka_bootstrap, T.OUTCOMES))
+        accepted = asyncio.run(read_topic(kafka_bootstrap, T.ACCEPTED, quiet=1.0))
+    finally:
+        workers.stop()
+    found, per_id = outcome_set(records)
+    assert max(per_id.values()) == 1
+    missing = expected - found
+    extra = found - expected
+    assert not missing and not extra, (sorted(missing)[:5], sorted(extra)[:5])
+    assert {k: v["status"] for k, v in found_status.items()} == statuses
+    assert max(header_ids(accepted).values()) == 1
+
+
+def test_faust_crash_kill_9(kafka_bootstrap: str, tmp_path: Path, prefix: str) -> None:
+    total = int(os.environ.get("TIDEGATE_FAUST_CRASH_RECORDS", "20000"))
+    uploads = make_uploads(tmp_path / "files", total)
+    for upload in uploads:
+        upload.upload_id = str(uuid.uuid4())
+    event_ids = {
+        make_event_id(item[1].source)
+        for upload in uploads
+        for item in read_upload(row_of(upload))
+        if isinstance(item, tuple)
+    }
+    asyncio.run(T.ensure_topics(kafka_bootstrap, PARTITIONS))
+    workers = Workers(kafka_bootstrap, tmp_path, prefix)
+    try:
+        workers.start(1)
+        workers.start(2)
+
+        async def produce_and_kill() -> None:
+            task = asyncio.create_task(produce_all(kafka_bootstrap, uploads))
+            from aiokafka import AIOKafkaConsumer
+
+            consumer = AIOKafkaConsumer(
+                T.OUTCOMES,
+                bootstrap_servers=kafka_bootstrap,
+                isolation_level="read_uncommitted",
+                auto_offset_reset="earliest",
+                enable_auto_commit=False,
+            )
+            await consumer.start()
+            seen = 0
+            deadline = time.monotonic() + 600
+            try:
+                while seen < len(event_ids) // 4 and time.monotonic() < deadline:
+                    batch = await consumer.getmany(timeout_ms=200)
+                    seen += sum(len(v) for v in batch.values())
+            finally:
+                await consumer.stop()
+            workers.kill(1)  # kill -9 mid-stream
+            await asyncio.sleep(2)
+            workers.start(1)
+            await task
+
+        asyncio.run(produce_and_kill())
+        asyncio.run(wait_statuses(kafka_bootstrap, [u.upload_id for u in uploads], timeout=900))
+
+        # after recovery: a repeated idempotency key is still a duplicate, and an
+        # email-only record still follows the link made before the crash
+        account = ACCOUNTS[0]
+        probe = tmp_path / "files" / "probe.jsonl"
+        first_zeta = next(u for u in uploads if u.account == account and "zeta-0" in u.filename)
+        rows = [
+            orjson.loads(x)
+            for x in first_zeta.path.read_bytes().splitlines()
+            if x.startswith(b'{"user_id"')
+        ]
+        keyed = next(r for r in rows if "idempotencyKey" in r)
+        linked = next(r for r in rows if "email" in r)
+        _lines(
+            probe,
+            [
+                {**keyed, "page": "again"},
+                {"email": linked["email"], "event_type": "after_crash", "timestamp": _ts(1)},
+            ],
+        )
+        extra = Upload(account, probe.name, probe, Dialect.ZETA, False, str(uuid.uuid4()))
+        asyncio.run(produce_all(kafka_bootstrap, [extra]))
+        asyncio.run(wait_statuses(kafka_bootstrap, [extra.upload_id], timeout=300))
+        records = asyncio.run(read_topic(kafka_bootstrap, T.OUTCOMES))
+        accepted = asyncio.run(read_topic(kafka_bootstrap, T.ACCEPTED, quiet=1.0))
+        triggers = asyncio.run(read_topic(kafka_bootstrap, T.TRIGGERS, quiet=1.0))
+    finally:
+        workers.stop()
+    found, per_id = outcome_set(records)
+    assert event_ids <= set(per_id), f"{len(event_ids - set(per_id))} records without outcome"
+    assert max(per_id.values()) == 1, [k for k, v in per_id.items() if v > 1][:5]
+    assert max(header_ids(accepted).values()) == 1
+    if triggers:
+        assert max(header_ids(triggers).values()) == 1
+    probe_ids = [
+        make_event_id(item[1].source)
+        for item in read_upload(row_of(extra))
+        if isinstance(item, tuple)
+    ]
+    by_id = {o[0]: o for o in found}
+    assert by_id[probe_ids[0]][2] == "duplicate"
+    assert by_id[probe_ids[1]][1] == f"user_id:{linked['user_id']}"
