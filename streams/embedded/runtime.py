@@ -5,31 +5,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import sqlite3
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import aiosqlite
 import orjson
 
-from connectors.ports import FileUpload, IngestUnavailable, Receipt, UploadView
-from streams.core.errors import ErrorCode, Rejection, Stage
-from streams.core.feedback import RejectedRow, feedback_file
+from connectors.ports import FileUpload, Receipt, UploadView
 from streams.core.records import RawRecord, SourceKind
 from streams.core.timeparse import to_iso
 from streams.embedded.engine import DB_NAME, Clock, Engine, FileReader, SettingsFor, utcnow
-from streams.embedded.schema import connect
+from streams.embedded.ledger import FINAL, Ledger
 
 log = logging.getLogger("tidegate.embedded")
-
-FINAL = frozenset({"success", "partial", "warning", "fail"})
-
-_VIEW_COLUMNS = (
-    "upload_id, account, filename, kind, dialect, status, received_at, finished_at, trigger, "
-    "counts, warnings, fatal"
-)
 
 
 class EmbeddedRuntime:
@@ -49,17 +38,13 @@ class EmbeddedRuntime:
         self.clock = clock
         self._engine_args = (settings_for, file_reader, batch_size, fsync)
         self._engine: Engine | None = None
-        self._db: aiosqlite.Connection | None = None
+        self.ledger = Ledger(data_dir / DB_NAME, progress=self._progress)
         self._queue: asyncio.Queue[str] = asyncio.Queue()
         self._done: dict[str, asyncio.Event] = {}
         self._worker: asyncio.Task[None] | None = None
         self.on_finished: list[Callable[[UploadView], Any]] = []
         self.failures: dict[str, bool] = {}
-        # One aiosqlite connection serves every submission: transactions on it must not
-        # interleave when several HTTP requests submit at once.
-        self._write_lock = asyncio.Lock()
         self._processing: asyncio.Future[str] | None = None
-        self._stopping = False
 
     @property
     def engine(self) -> Engine:
@@ -70,35 +55,29 @@ class EmbeddedRuntime:
     def outputs_dir(self) -> Path:
         return self.data_dir / "out"
 
+    def _progress(self, upload_id: str) -> tuple[int, int] | None:
+        progress = self._engine.progress.get(upload_id) if self._engine else None
+        return (progress.read, progress.decided) if progress else None
+
     async def open_ledger(self) -> None:
         """Read access to the ledger only (history commands beside a running `tidegate run`)."""
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        connect(str(self.data_dir / DB_NAME)).close()  # schema in place
-        self._db = await aiosqlite.connect(self.data_dir / DB_NAME, isolation_level=None)
-        await self._db.execute("PRAGMA busy_timeout=30000")
-        await self._db.execute("PRAGMA synchronous=FULL")  # an acknowledged API call is on disk
+        await self.ledger.open()
 
     async def close_ledger(self) -> None:
-        if self._db is not None:
-            await self._db.close()
-            self._db = None
+        await self.ledger.close()
 
     async def start(self) -> None:
         settings_for, file_reader, batch_size, fsync = self._engine_args
         self._engine = await asyncio.to_thread(
             Engine, self.data_dir, settings_for, file_reader, batch_size=batch_size, fsync=fsync
         )
-        await self.open_ledger()
-        assert self._db is not None
-        async with self._db.execute(
-            "SELECT upload_id FROM uploads WHERE status IN ('queued', 'processing') ORDER BY seq"
-        ) as cursor:
-            for (upload_id,) in await cursor.fetchall():
-                self._enqueue(upload_id)
+        await self.ledger.open()
+        for upload_id in await self.ledger.unfinished():
+            self._enqueue(upload_id)
         self._worker = asyncio.create_task(self._run(), name="tidegate-engine")
 
     async def stop(self) -> None:
-        self._stopping = True
+        self.ledger.closed = True  # refuse new submissions (503) while stopping
         if self._engine is not None:
             self._engine.request_stop()
         if self._processing is not None and not self._processing.done():
@@ -110,7 +89,7 @@ class EmbeddedRuntime:
             self._worker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._worker
-        await self.close_ledger()
+        await self.ledger.close()
         if self._engine is not None:
             self._engine.close()
             self._engine = None
@@ -143,76 +122,11 @@ class EmbeddedRuntime:
 
     # ------------------------------------------------------------------ Ingest port
 
-    async def _insert_upload(
-        self,
-        db: aiosqlite.Connection,
-        upload_id: str,
-        account: str,
-        filename: str,
-        kind: SourceKind,
-        dialect: str | None,
-        path: str | None,
-        trigger: bool | None,
-        received_at: str,
-    ) -> None:
-        await db.execute(
-            "INSERT INTO uploads (upload_id, seq, account, filename, kind, dialect, path, trigger, "
-            "status, received_at) VALUES (?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM uploads), "
-            "?, ?, ?, ?, ?, ?, 'queued', ?)",
-            (upload_id, account, filename, kind.value, dialect, path, trigger, received_at),
-        )
-
     async def submit_file(self, upload: FileUpload) -> Receipt:
-        upload_id = str(uuid.uuid4())
-        try:
-            async with self._transaction() as db:
-                await self._insert_upload(
-                    db,
-                    upload_id,
-                    upload.account,
-                    upload.filename,
-                    upload.kind,
-                    upload.dialect.value if upload.dialect else None,
-                    str(upload.path),
-                    upload.trigger,
-                    to_iso(upload.received_at),
-                )
-        except sqlite3.IntegrityError:
-            return Receipt(
-                None,
-                Rejection(
-                    ErrorCode.DUPLICATE_FILENAME,
-                    f"File {upload.filename} was already uploaded to account {upload.account}.",
-                    Stage.UPLOAD,
-                ),
-            )
-        self._enqueue(upload_id)
-        return Receipt(upload_id)
-
-    @contextlib.asynccontextmanager
-    async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
-        """One write transaction at a time on the shared connection; a busy or failing
-        database is a retriable IngestUnavailable, never a half-written submission."""
-        if self._db is None or self._stopping:
-            raise IngestUnavailable("the runtime is not running", retry_after=5)
-        async with self._write_lock:
-            db = self._db
-            try:
-                await db.execute("BEGIN IMMEDIATE")
-            except sqlite3.OperationalError as busy:
-                raise IngestUnavailable(f"the ledger is busy: {busy}", retry_after=1) from busy
-            try:
-                yield db
-                await db.execute("COMMIT")
-            except sqlite3.IntegrityError:
-                await db.execute("ROLLBACK")
-                raise
-            except sqlite3.OperationalError as failure:
-                await db.execute("ROLLBACK")
-                raise IngestUnavailable(f"the ledger failed: {failure}", retry_after=1) from failure
-            except BaseException:
-                await db.execute("ROLLBACK")
-                raise
+        receipt = await self.ledger.register_file(upload, str(uuid.uuid4()))
+        if receipt.upload_id is not None:
+            self._enqueue(receipt.upload_id)
+        return receipt
 
     async def submit_records(
         self,
@@ -241,8 +155,8 @@ class EmbeddedRuntime:
             for raw in records
         ]
         dialect = records[0].source.dialect.value if records else None
-        async with self._transaction() as db:
-            await self._insert_upload(
+        async with self.ledger.transaction() as db:
+            await self.ledger.insert_upload(
                 db, upload_id, account, name, kind, dialect, None, True, to_iso(received_at)
             )
             await db.executemany("INSERT INTO inbox VALUES (?, ?, ?)", rows)
@@ -263,71 +177,13 @@ class EmbeddedRuntime:
         return view
 
     async def find_upload(self, account: str, filename: str) -> UploadView | None:
-        """The file upload of that name in the account, if any (names are unique per account)."""
-        assert self._db is not None
-        async with self._db.execute(
-            f"SELECT {_VIEW_COLUMNS} FROM uploads WHERE account = ? AND filename = ? AND kind = 'file'",
-            (account, filename),
-        ) as cursor:
-            r = await cursor.fetchone()
-        return self._view(r) if r else None
-
-    def _view(self, r: Any) -> UploadView:
-        progress = self._engine.progress.get(r[0]) if self._engine else None
-        counts = orjson.loads(r[9])
-        return UploadView(
-            upload_id=r[0],
-            account=r[1],
-            filename=r[2],
-            kind=r[3],
-            dialect=r[4],
-            status=r[5],
-            received_at=r[6],
-            finished_at=r[7],
-            trigger=bool(r[8]),
-            counts=counts,
-            warnings=orjson.loads(r[10]),
-            fatal=orjson.loads(r[11]) if r[11] else None,
-            progress={
-                "read": progress.read if progress else counts.get("records", 0),
-                "decided": progress.decided if progress else counts.get("records", 0),
-            },
-        )
+        return await self.ledger.find_upload(account, filename)
 
     async def list_uploads(self, account: str | None = None, limit: int = 100) -> list[UploadView]:
-        assert self._db is not None
-        query = f"SELECT {_VIEW_COLUMNS} FROM uploads"
-        args: tuple[Any, ...] = ()
-        if account is not None:
-            query += " WHERE account = ?"
-            args = (account,)
-        query += " ORDER BY seq DESC LIMIT ?"
-        async with self._db.execute(query, (*args, limit)) as cursor:
-            return [self._view(r) for r in await cursor.fetchall()]
+        return await self.ledger.list_uploads(account, limit)
 
     async def get_upload(self, upload_id: str) -> UploadView | None:
-        assert self._db is not None
-        async with self._db.execute(
-            f"SELECT {_VIEW_COLUMNS} FROM uploads WHERE upload_id = ?", (upload_id,)
-        ) as cursor:
-            r = await cursor.fetchone()
-        return self._view(r) if r else None
+        return await self.ledger.get_upload(upload_id)
 
     async def feedback(self, upload_id: str) -> tuple[str, bytes] | None:
-        assert self._db is not None
-        view = await self.get_upload(upload_id)
-        if view is None:
-            return None
-        async with self._db.execute(
-            "SELECT file, line, code, message, raw, header FROM rejections "
-            "WHERE upload_id = ? ORDER BY file, line",
-            (upload_id,),
-        ) as cursor:
-            rows = [
-                RejectedRow(
-                    r[0], r[1], r[2], r[3], r[4], tuple(orjson.loads(r[5])) if r[5] else None
-                )
-                for r in await cursor.fetchall()
-            ]
-        name, lines = feedback_file(rows, view.filename)
-        return name, b"".join(lines)
+        return await self.ledger.feedback(upload_id)

@@ -1,0 +1,217 @@
+"""The upload ledger in SQLite: unique filenames, history, status, feedback rows.
+
+Shared by the embedded runtime (which also decides the uploads) and the Kafka connectors
+(which record the statuses the workers publish), so both keep the same history.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+import orjson
+
+from connectors.ports import FileUpload, IngestUnavailable, Receipt, UploadView
+from streams.core.errors import ErrorCode, Rejection, Stage
+from streams.core.feedback import RejectedRow, feedback_file
+from streams.core.records import SourceKind
+from streams.core.timeparse import to_iso
+from streams.embedded.schema import connect
+
+FINAL = frozenset({"success", "partial", "warning", "fail"})
+
+_VIEW_COLUMNS = (
+    "upload_id, account, filename, kind, dialect, status, received_at, finished_at, trigger, "
+    "counts, warnings, fatal"
+)
+
+Progress = Callable[[str], tuple[int, int] | None]
+
+
+def duplicate_filename(upload: FileUpload) -> Rejection:
+    return Rejection(
+        ErrorCode.DUPLICATE_FILENAME,
+        f"File {upload.filename} was already uploaded to account {upload.account}.",
+        Stage.UPLOAD,
+    )
+
+
+class Ledger:
+    """One aiosqlite connection; write transactions never interleave on it."""
+
+    def __init__(self, path: Path, progress: Progress | None = None) -> None:
+        self.path = path
+        self.progress = progress
+        self._db: aiosqlite.Connection | None = None
+        self._lock = asyncio.Lock()
+        self.closed = False
+
+    async def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        connect(str(self.path)).close()  # schema in place
+        self._db = await aiosqlite.connect(self.path, isolation_level=None)
+        await self._db.execute("PRAGMA busy_timeout=30000")
+        await self._db.execute("PRAGMA synchronous=FULL")  # an acknowledged API call is on disk
+
+    async def close(self) -> None:
+        self.closed = True
+        if self._db is not None:
+            await self._db.close()
+            self._db = None
+
+    @property
+    def db(self) -> aiosqlite.Connection:
+        assert self._db is not None, "open() the ledger first"
+        return self._db
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        """A write transaction; a busy or failing database is a retriable IngestUnavailable,
+        never a half-written submission."""
+        if self._db is None or self.closed:
+            raise IngestUnavailable("the runtime is not running", retry_after=5)
+        async with self._lock:
+            db = self._db
+            try:
+                await db.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as busy:
+                raise IngestUnavailable(f"the ledger is busy: {busy}", retry_after=1) from busy
+            try:
+                yield db
+                await db.execute("COMMIT")
+            except sqlite3.OperationalError as failure:
+                await db.execute("ROLLBACK")
+                raise IngestUnavailable(f"the ledger failed: {failure}", retry_after=1) from failure
+            except BaseException:
+                await db.execute("ROLLBACK")
+                raise
+
+    @staticmethod
+    async def insert_upload(
+        db: aiosqlite.Connection,
+        upload_id: str,
+        account: str,
+        filename: str,
+        kind: SourceKind,
+        dialect: str | None,
+        path: str | None,
+        trigger: bool | None,
+        received_at: str,
+    ) -> None:
+        await db.execute(
+            "INSERT INTO uploads (upload_id, seq, account, filename, kind, dialect, path, trigger, "
+            "status, received_at) VALUES (?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM uploads), "
+            "?, ?, ?, ?, ?, ?, 'queued', ?)",
+            (upload_id, account, filename, kind.value, dialect, path, trigger, received_at),
+        )
+
+    async def register_file(self, upload: FileUpload, upload_id: str) -> Receipt:
+        """Records a file upload; a name the account already used is refused."""
+        try:
+            async with self.transaction() as db:
+                await self.insert_upload(
+                    db,
+                    upload_id,
+                    upload.account,
+                    upload.filename,
+                    upload.kind,
+                    upload.dialect.value if upload.dialect else None,
+                    str(upload.path),
+                    upload.trigger,
+                    to_iso(upload.received_at),
+                )
+        except sqlite3.IntegrityError:
+            return Receipt(None, duplicate_filename(upload))
+        return Receipt(upload_id)
+
+    async def unfinished(self) -> list[str]:
+        async with self.db.execute(
+            "SELECT upload_id FROM uploads WHERE status IN ('queued', 'processing') ORDER BY seq"
+        ) as cursor:
+            return [r[0] for r in await cursor.fetchall()]
+
+    async def record_status(self, doc: dict[str, Any]) -> None:
+        """Stores a status another process decided (the Kafka workers' status agent)."""
+        async with self.transaction() as db:
+            await db.execute(
+                "UPDATE uploads SET status = ?, finished_at = ?, counts = ?, warnings = ?, "
+                "fatal = ?, dialect = COALESCE(dialect, ?) WHERE upload_id = ?",
+                (
+                    doc["status"],
+                    doc.get("finished_at"),
+                    orjson.dumps(doc.get("counts") or {}).decode(),
+                    orjson.dumps(doc.get("warnings") or []).decode(),
+                    orjson.dumps(doc["fatal"]).decode() if doc.get("fatal") else None,
+                    doc.get("dialect"),
+                    doc["upload_id"],
+                ),
+            )
+
+    def _view(self, r: Any) -> UploadView:
+        counts = orjson.loads(r[9])
+        progress = self.progress(r[0]) if self.progress else None
+        read, decided = progress or (counts.get("records", 0), counts.get("records", 0))
+        return UploadView(
+            upload_id=r[0],
+            account=r[1],
+            filename=r[2],
+            kind=r[3],
+            dialect=r[4],
+            status=r[5],
+            received_at=r[6],
+            finished_at=r[7],
+            trigger=bool(r[8]),
+            counts=counts,
+            warnings=orjson.loads(r[10]),
+            fatal=orjson.loads(r[11]) if r[11] else None,
+            progress={"read": read, "decided": decided},
+        )
+
+    async def find_upload(self, account: str, filename: str) -> UploadView | None:
+        """The file upload of that name in the account, if any (names are unique per account)."""
+        async with self.db.execute(
+            f"SELECT {_VIEW_COLUMNS} FROM uploads WHERE account = ? AND filename = ? AND kind = 'file'",
+            (account, filename),
+        ) as cursor:
+            r = await cursor.fetchone()
+        return self._view(r) if r else None
+
+    async def list_uploads(self, account: str | None = None, limit: int = 100) -> list[UploadView]:
+        query = f"SELECT {_VIEW_COLUMNS} FROM uploads"
+        args: tuple[Any, ...] = ()
+        if account is not None:
+            query += " WHERE account = ?"
+            args = (account,)
+        query += " ORDER BY seq DESC LIMIT ?"
+        async with self.db.execute(query, (*args, limit)) as cursor:
+            return [self._view(r) for r in await cursor.fetchall()]
+
+    async def get_upload(self, upload_id: str) -> UploadView | None:
+        async with self.db.execute(
+            f"SELECT {_VIEW_COLUMNS} FROM uploads WHERE upload_id = ?", (upload_id,)
+        ) as cursor:
+            r = await cursor.fetchone()
+        return self._view(r) if r else None
+
+    async def feedback(self, upload_id: str) -> tuple[str, bytes] | None:
+        view = await self.get_upload(upload_id)
+        if view is None:
+            return None
+        async with self.db.execute(
+            "SELECT file, line, code, message, raw, header FROM rejections "
+            "WHERE upload_id = ? ORDER BY file, line",
+            (upload_id,),
+        ) as cursor:
+            rows = [
+                RejectedRow(
+                    r[0], r[1], r[2], r[3], r[4], tuple(orjson.loads(r[5])) if r[5] else None
+                )
+                for r in await cursor.fetchall()
+            ]
+        name, lines = feedback_file(rows, view.filename)
+        return name, b"".join(lines)
