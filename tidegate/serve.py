@@ -7,11 +7,13 @@ import asyncio
 import contextlib
 import logging
 import signal
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from connectors.accounts import Account, Accounts, Credentials, ensure_demo_account, load_accounts
 from connectors.http.app import create_app
 from connectors.http.server import serve_http
+from connectors.ports import Ingest
 from connectors.sftp import start_sftp_server
 from connectors.watch import start_watch_folder
 from streams.core.settings import SettingsRegistry
@@ -44,28 +46,43 @@ async def run(args: argparse.Namespace) -> int:
     if args.broker:
         from tidegate.kafka_connectors import run_connectors_on_kafka
 
-        return int(await run_connectors_on_kafka(args, accounts))
+        return await run_connectors_on_kafka(args, accounts)
 
     runtime = EmbeddedRuntime(data, settings_of(accounts), read_upload)
     await runtime.start()
+    return await serve_connectors(args, accounts, runtime, runtime.stop, created=created)
+
+
+async def serve_connectors(
+    args: argparse.Namespace,
+    accounts: Accounts,
+    ingest: Ingest,
+    stop_ingest: Callable[[], Awaitable[None]],
+    *,
+    created: tuple[Account, Credentials] | None = None,
+    runtime_name: str = "embedded",
+) -> int:
+    """Starts the SFTP drop, the watched folder and the HTTP API over `ingest` until a signal."""
+    data: Path = args.data
+    config = accounts_path(args.config, data)
     async with contextlib.AsyncExitStack() as stack:
-        stack.push_async_callback(runtime.stop)
+        stack.push_async_callback(stop_ingest)
         sftp = await start_sftp_server(
             args.host,
             args.sftp_port,
             accounts,
             data / "drop",
-            runtime,
+            ingest,
             args.settle,
             data / "ssh_host_ed25519_key",
         )
         stack.push_async_callback(sftp.wait_closed)
         stack.callback(sftp.close)
-        watch = await start_watch_folder(data / "watch", accounts, runtime, args.settle)
+        watch = await start_watch_folder(data / "watch", accounts, ingest, args.settle)
         stack.push_async_callback(watch.aclose)
-        http = await serve_http(create_app(runtime, accounts), args.host, args.http_port)
+        http = await serve_http(create_app(ingest, accounts), args.host, args.http_port)
         stack.push_async_callback(http.close)
-        _print_welcome(args, data, config, accounts, sftp.port, http.port, created)
+        _print_welcome(args, data, config, accounts, sftp.port, http.port, created, runtime_name)
 
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -84,10 +101,16 @@ def _print_welcome(
     sftp_port: int,
     http_port: int,
     created: tuple[Account, Credentials] | None,
+    runtime_name: str,
 ) -> None:
     host = args.host
+    where = (
+        "embedded runtime: no broker, state in SQLite"
+        if runtime_name == "embedded"
+        else f"connectors on Kafka at {args.broker}; run `tidegate worker` for the decisions"
+    )
     lines = [
-        "Tidegate is running (embedded runtime: no broker, state in SQLite).",
+        f"Tidegate is running ({where}).",
         f"  data directory   {data.resolve()}",
         f"  accounts file    {config.resolve()}",
         f"  outputs          {(data / 'out').resolve()}/{{accepted,triggers,deadletter,conflicts}}.jsonl",

@@ -1,0 +1,242 @@
+"""`tidegate run --broker kafka://…`: the connectors publish to Kafka; the workers decide.
+
+`KafkaIngest` implements the connectors' Ingest port on Kafka: file uploads are read with
+the same streaming readers and produced to `tidegate.events.raw` (acks=all), API records
+are produced before the HTTP answer, and the final statuses the workers publish on
+`tidegate.uploads.status` are recorded in the same SQLite ledger the embedded runtime keeps
+(unique filenames, history), under the data directory of the connector process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import uuid
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from connectors.accounts import Accounts
+from connectors.ports import FileUpload, IngestUnavailable, Receipt, UploadView
+from streams import topics as T
+from streams.core.records import RawRecord, SourceKind
+from streams.core.timeparse import to_iso
+from streams.embedded.engine import UploadRow
+from streams.embedded.ledger import FINAL, Ledger
+from tidegate.kafka_import import new_producer, produce_upload
+
+log = logging.getLogger("tidegate.kafka")
+
+
+class KafkaIngest:
+    """The Ingest port over Kafka, with a local ledger for names, history and waiting."""
+
+    def __init__(
+        self, bootstrap: str, data_dir: Path, partitions: int = T.DEFAULT_PARTITIONS
+    ) -> None:
+        self.bootstrap = bootstrap
+        self.partitions = partitions
+        self.ledger = Ledger(data_dir / "connectors.db")
+        self._producer: Any = None
+        self._done: dict[str, asyncio.Event] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._status_task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await T.ensure_topics(self.bootstrap, self.partitions)
+        await self.ledger.open()
+        self._producer = new_producer(self.bootstrap)
+        await self._producer.start()
+        self._status_task = asyncio.create_task(self._follow_statuses(), name="tidegate-status")
+        # A file whose records were not all produced before a crash is produced again: event
+        # ids are deterministic, so the workers' redelivery suppression drops the repeats.
+        for view in await self.ledger.list_uploads(None, 10_000):
+            if view.status == "queued" and view.kind == SourceKind.FILE.value:
+                row = await self._row(view.upload_id)
+                if row is not None:
+                    self._spawn(self._produce(row))
+
+    async def stop(self) -> None:
+        self.ledger.closed = True
+        for task in list(self._tasks):
+            with contextlib.suppress(Exception):
+                await task
+        if self._status_task is not None:
+            self._status_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._status_task
+        if self._producer is not None:
+            await self._producer.stop()
+        await self.ledger.close()
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _row(self, upload_id: str) -> UploadRow | None:
+        async with self.ledger.db.execute(
+            "SELECT account, filename, dialect, path, trigger, received_at FROM uploads "
+            "WHERE upload_id = ?",
+            (upload_id,),
+        ) as cursor:
+            r = await cursor.fetchone()
+        if r is None:
+            return None
+        from datetime import datetime
+
+        from streams.core.records import Dialect
+
+        return UploadRow(
+            upload_id,
+            r[0],
+            r[1],
+            SourceKind.FILE,
+            Dialect(r[2]) if r[2] else None,
+            r[3],
+            None if r[4] is None else bool(r[4]),
+            datetime.fromisoformat(r[5]),
+        )
+
+    async def _produce(self, row: UploadRow) -> None:
+        try:
+            announcement = await produce_upload(self._producer, row)
+            async with self.ledger.transaction() as db:
+                await db.execute(
+                    "UPDATE uploads SET status = 'processing', counts = ? WHERE upload_id = ?",
+                    (orjson.dumps({"records": announcement["total"]}).decode(), row.upload_id),
+                )
+        except Exception:
+            log.exception(
+                "producing upload %s failed; it is produced again on restart", row.upload_id
+            )
+
+    async def _follow_statuses(self) -> None:
+        from aiokafka import AIOKafkaConsumer
+
+        consumer = AIOKafkaConsumer(
+            T.STATUS,
+            bootstrap_servers=self.bootstrap,
+            enable_auto_commit=False,
+            isolation_level="read_committed",
+            auto_offset_reset="earliest",
+            group_id=None,
+        )
+        await consumer.start()
+        try:
+            async for record in consumer:
+                if not record.value:
+                    continue
+                doc = orjson.loads(record.value)
+                if doc.get("status") not in FINAL:
+                    continue
+                upload_id = doc.get("upload_id")
+                view = await self.ledger.get_upload(upload_id) if upload_id else None
+                if view is None or view.status in FINAL:
+                    continue
+                await self.ledger.record_status(doc)
+                self._done.setdefault(upload_id, asyncio.Event()).set()
+        finally:
+            await consumer.stop()
+
+    # ------------------------------------------------------------------ Ingest port
+
+    async def submit_file(self, upload: FileUpload) -> Receipt:
+        upload_id = str(uuid.uuid4())
+        receipt = await self.ledger.register_file(upload, upload_id)
+        if receipt.upload_id is None:
+            return receipt
+        row = UploadRow(
+            upload_id,
+            upload.account,
+            upload.filename,
+            upload.kind,
+            upload.dialect,
+            str(upload.path),
+            upload.trigger,
+            upload.received_at,
+        )
+        self._spawn(self._produce(row))
+        return receipt
+
+    async def submit_records(
+        self,
+        account: str,
+        name: str,
+        records: list[RawRecord],
+        *,
+        kind: SourceKind = SourceKind.API,
+    ) -> Receipt:
+        upload_id = records[0].source.upload_id if records else str(uuid.uuid4())
+        received_at = records[0].received_at if records else None
+        dialect = records[0].source.dialect.value if records else None
+        async with self.ledger.transaction() as db:
+            await self.ledger.insert_upload(
+                db,
+                upload_id,
+                account,
+                name,
+                kind,
+                dialect,
+                None,
+                True,
+                to_iso(received_at) if received_at else "",
+            )
+        key = account.encode()
+        try:
+            sends = [
+                await self._producer.send(T.RAW, T.encode_raw(raw), key=key) for raw in records
+            ]
+            await asyncio.gather(*sends)  # acks=all: on the in-sync replicas before we answer
+            announcement: dict[str, Any] = {
+                "type": "announce",
+                "upload_id": upload_id,
+                "account": account,
+                "filename": name,
+                "kind": kind.value,
+                "dialect": dialect,
+                "trigger": True,
+                "total": len(records),
+                "received_at": to_iso(received_at) if received_at else None,
+                "warnings": [],
+                "failed_members": 0,
+                "fatal": None,
+            }
+            await self._producer.send_and_wait(T.ANNOUNCE, orjson.dumps(announcement), key=key)
+        except Exception as error:  # the broker is unreachable or refused: the client retries
+            raise IngestUnavailable(f"Kafka did not acknowledge the records: {error}", 5) from error
+        return Receipt(upload_id)
+
+    async def wait(self, upload_id: str, timeout: float | None = None) -> UploadView:
+        view = await self.ledger.get_upload(upload_id)
+        if view is None:
+            raise KeyError(upload_id)
+        if view.status not in FINAL:
+            await asyncio.wait_for(
+                self._done.setdefault(upload_id, asyncio.Event()).wait(), timeout
+            )
+            view = await self.ledger.get_upload(upload_id)
+            assert view is not None
+        return view
+
+    async def list_uploads(self, account: str | None = None, limit: int = 100) -> list[UploadView]:
+        return await self.ledger.list_uploads(account, limit)
+
+    async def get_upload(self, upload_id: str) -> UploadView | None:
+        return await self.ledger.get_upload(upload_id)
+
+    async def feedback(self, upload_id: str) -> tuple[str, bytes] | None:
+        # Rejected rows are on tidegate.events.deadletter (with the original line); the
+        # connector's ledger does not collect them yet, so there is no feedback file here.
+        return None
+
+
+async def run_connectors_on_kafka(args: argparse.Namespace, accounts: Accounts) -> int:
+    from tidegate.serve import serve_connectors
+
+    ingest = KafkaIngest(T.bootstrap_of(args.broker), args.data)
+    await ingest.start()
+    return await serve_connectors(args, accounts, ingest, ingest.stop, runtime_name="Kafka")
