@@ -1,0 +1,240 @@
+#!/usr/bin/env python
+"""End-to-end throughput of the Faust workers beside a plain aiokafka relay, same broker,
+same records, same run; then produce→triggers latency at a steady rate.
+
+    .venv/bin/python scripts/bench_faust.py [--records 50000] [--workers 2] [--rate 2000]
+        [--latency-seconds 20] [--bootstrap 127.0.0.1:9092]
+
+Prints events/s of both, their ratio, and p50/p99 latency. Uses its own topic prefix and
+app id per run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from streams import topics as T  # noqa: E402
+
+PARTITIONS = 8
+
+
+def raw_doc(i: int, upload: str, now: str) -> bytes:
+    account = f"acct{i % 64}"
+    payload = orjson.dumps(
+        {"user_id": f"u{i % 5000}", "event_type": "view", "timestamp": now, "n": i}
+    ).decode()
+    return orjson.dumps(
+        {
+            "account": account,
+            "upload_id": upload,
+            "file": "bench",
+            "line": i + 1,
+            "dialect": "zeta",
+            "kind": "kafka",
+            "received_at": now,
+            "trigger": True,
+            "payload": payload,
+        }
+    )
+
+
+async def produce(bootstrap: str, topic: str, docs: list[bytes], rate: float = 0) -> list[float]:
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, acks="all", linger_ms=5, enable_idempotence=True
+    )
+    await producer.start()
+    sent_at: list[float] = []
+    try:
+        start = time.monotonic()
+        futs = []
+        for i, doc in enumerate(docs):
+            if rate:
+                delay = start + i / rate - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            key = orjson.loads(doc)["account"].encode()
+            sent_at.append(time.time())
+            futs.append(await producer.send(topic, doc, key=key))
+            if len(futs) >= 5000:
+                await asyncio.gather(*futs)
+                futs.clear()
+        await asyncio.gather(*futs)
+    finally:
+        await producer.stop()
+    return sent_at
+
+
+async def count_until(
+    bootstrap: str, topic: str, n: int, timeout: float = 900
+) -> dict[bytes, float]:
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        isolation_level="read_committed",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    arrived: dict[bytes, float] = {}
+    deadline = time.monotonic() + timeout
+    try:
+        while len(arrived) < n and time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=200)
+            now = time.time()
+            for recs in batch.values():
+                for r in recs:
+                    key = (
+                        dict(r.headers).get("event_id", r.value[:80])
+                        if r.headers
+                        else r.value[:120]
+                    )
+                    arrived.setdefault(key, now)
+    finally:
+        await consumer.stop()
+    return arrived
+
+
+async def relay(bootstrap: str, src: str, dst: str, n: int) -> None:
+    consumer = AIOKafkaConsumer(
+        src,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        group_id=f"relay-{uuid.uuid4().hex[:6]}",
+        enable_auto_commit=True,
+    )
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    await consumer.start()
+    await producer.start()
+    done = 0
+    try:
+        while done < n:
+            batch = await consumer.getmany(timeout_ms=200, max_records=5000)
+            futs = [
+                await producer.send(dst, r.value, key=r.key)
+                for recs in batch.values()
+                for r in recs
+            ]
+            done += len(futs)
+            if futs:
+                await asyncio.gather(*futs)
+    finally:
+        await consumer.stop()
+        await producer.stop()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--records", type=int, default=50_000)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--rate", type=float, default=2000)
+    ap.add_argument("--latency-seconds", type=float, default=20)
+    ap.add_argument("--bootstrap", default=os.environ.get("KAFKA_BOOTSTRAP", "127.0.0.1:9092"))
+    args = ap.parse_args()
+    prefix = f"bench.{uuid.uuid4().hex[:8]}"
+    T.use_prefix(prefix)
+    asyncio.run(T.ensure_topics(args.bootstrap, PARTITIONS, prefix.replace(".", "-")))
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    docs = [raw_doc(i, "tput", now) for i in range(args.records)]
+
+    # relay baseline: raw → relay topic
+    relay_src, relay_dst = f"{prefix}.relay.in", f"{prefix}.relay.out"
+    asyncio.run(produce(args.bootstrap, relay_src, docs))
+    t0 = time.monotonic()
+    asyncio.run(relay(args.bootstrap, relay_src, relay_dst, len(docs)))
+    relay_eps = len(docs) / (time.monotonic() - t0)
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-faust-"))
+    env = {
+        **os.environ,
+        "TIDEGATE_TOPIC_PREFIX": prefix,
+        "TIDEGATE_APP_ID": prefix.replace(".", "-"),
+    }
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tidegate.cli",
+                "worker",
+                "--broker",
+                f"kafka://{args.bootstrap}",
+                "--partitions",
+                str(PARTITIONS),
+                "--state-dir",
+                str(tmp / f"s{n}"),
+            ],
+            env=env,
+            cwd=REPO,
+            stdout=(tmp / f"w{n}.log").open("wb"),
+            stderr=subprocess.STDOUT,
+        )
+        for n in range(args.workers)
+    ]
+    try:
+        time.sleep(15)  # group formed, recovery done
+        asyncio.run(produce(args.bootstrap, T.RAW, docs))  # produce first, then time the drain
+        t0 = time.monotonic()
+        got = asyncio.run(count_until(args.bootstrap, T.OUTCOMES, len(docs)))
+        faust_eps = len(got) / (time.monotonic() - t0)
+        n_lat = int(args.rate * args.latency_seconds)
+        lat_docs = [raw_doc(10_000_000 + i, "lat", now) for i in range(n_lat)]
+
+        async def latency() -> list[float]:
+            reader = asyncio.create_task(count_until(args.bootstrap, T.TRIGGERS, len(docs) + n_lat))
+            sent = await produce(args.bootstrap, T.RAW, lat_docs, rate=args.rate)
+            arrived = await reader
+            out = []
+            for i in range(len(lat_docs)):
+                from streams.core.records import Dialect, Source, SourceKind, make_event_id
+
+                eid = make_event_id(
+                    Source(
+                        SourceKind.KAFKA,
+                        Dialect.ZETA,
+                        f"acct{(10_000_000 + i) % 64}",
+                        "lat",
+                        "bench",
+                        None,
+                        10_000_000 + i + 1,
+                    )
+                )
+                if eid.encode() in arrived:
+                    out.append(arrived[eid.encode()] - sent[i])
+            return sorted(out)
+
+        lats = asyncio.run(latency())
+    finally:
+        for p in procs:
+            p.terminate()
+            p.wait(30)
+    p50 = lats[len(lats) // 2] * 1000 if lats else float("nan")
+    p99 = lats[int(len(lats) * 0.99)] * 1000 if lats else float("nan")
+    print(
+        f"faust workers ({args.workers}x, {PARTITIONS} partitions): {faust_eps:,.0f} ev/s "
+        f"({len(got)} outcomes)"
+    )
+    print(f"aiokafka relay: {relay_eps:,.0f} ev/s; ratio {faust_eps / relay_eps:.1%}")
+    print(
+        f"latency produce→triggers at {args.rate:.0f} ev/s: p50 {p50:.0f} ms, p99 {p99:.0f} ms "
+        f"({len(lats)}/{n_lat} measured)"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
