@@ -136,10 +136,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         "uploads": _lazy("tidegate.commands", "cmd_uploads"),
         "upload": _lazy("tidegate.commands", "cmd_upload"),
     }
+    from streams.embedded.engine import DataDirInUse
+
     try:
         return commands[args.command](args)
     except KeyboardInterrupt:
         return 130
+    except DataDirInUse as busy:
+        print(f"tidegate: {busy}", file=sys.stderr)
+        return 2
 
 
 def _lazy(module: str, name: str) -> Callable[[argparse.Namespace], int]:

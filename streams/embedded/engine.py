@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import orjson
 
@@ -118,6 +120,29 @@ def counts_from(data: dict[str, Any]) -> UploadCounts:
     return counts
 
 
+class DataDirInUse(RuntimeError):
+    """Another Tidegate process holds the data directory."""
+
+
+def _lock_data_dir(data_dir: Path) -> TextIO:
+    """One engine per data directory: a second would cut the other's outputs back."""
+    handle = (data_dir / "engine.lock").open("a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise DataDirInUse(
+            f"{data_dir} is in use by {holder}; stop it or use another --data directory"
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"tidegate pid {os.getpid()}")
+    handle.flush()
+    return handle
+
+
 class Engine:
     """Synchronous and single-threaded: the async runtime runs it in a worker thread.
 
@@ -137,6 +162,7 @@ class Engine:
     ) -> None:
         data_dir.mkdir(parents=True, exist_ok=True)
         self.data_dir = data_dir
+        self._lock = _lock_data_dir(data_dir)
         self.db_path = data_dir / DB_NAME
         self.conn: sqlite3.Connection = connect(str(self.db_path))
         committed = dict(self.conn.execute("SELECT name, offset FROM sinks").fetchall())
@@ -155,6 +181,7 @@ class Engine:
     def close(self) -> None:
         self.outputs.close()
         self.conn.close()
+        self._lock.close()
 
     # ------------------------------------------------------------------ reading an upload
 
