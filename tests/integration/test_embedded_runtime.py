@@ -171,3 +171,11 @@ async def test_api_records_are_stored_then_decided(runtime: EmbeddedRuntime) -> 
     assert receipt.upload_id == "req-1"
     view = await runtime.wait("req-1", timeout=30)
     assert (view.counts["accepted"], view.counts["duplicate"], view.counts["triggered"]) == (1, 2, 1)
+
+
+async def test_second_runtime_on_the_same_data_dir_is_refused(runtime: EmbeddedRuntime) -> None:
+    from streams.embedded.engine import DataDirInUse
+
+    second = EmbeddedRuntime(runtime.data_dir, SettingsRegistry(), read_upload, clock=lambda: NOW)
+    with pytest.raises(DataDirInUse, match="in use by tidegate pid"):
+        await second.start()
