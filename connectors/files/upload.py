@@ -59,11 +59,11 @@ from connectors.files.archive import (
 from connectors.files.clevertap import PayloadItem, iter_clevertap_items
 from connectors.files.csvrows import CsvRow, iter_csv_rows
 from connectors.files.errors import MemberFailed, UploadRefused
-from connectors.files.lines import MAX_LINE_BYTES, UTF8_BOM, iter_lines
+from connectors.files.lines import MAX_LINE_BYTES, UTF8_BOM, frame_lines, iter_lines
 from connectors.files.manifest import MANIFEST_NAME, Manifest, order_members, read_manifest
 from streams.core.dialects import detect_dialect
 from streams.core.errors import ErrorCode, Rejection, Stage
-from streams.core.records import Dialect, RawRecord, Source, SourceKind
+from streams.core.records import Dialect, RawRecord, Source, SourceKind, source_factory
 
 SUPPORTED_EXTENSIONS: tuple[str, ...] = (".jsonl", ".ndjson", ".txt", ".json", ".csv")
 PEEK_BYTES = 64 << 10  # how much of a member is looked at to find its first line
@@ -343,27 +343,28 @@ def _line_records(
     plan: UploadPlan, member: MemberPlan, dialect: Dialect, stream: BinaryIO
 ) -> Iterator[RawRecord]:
     limit = plan.max_line_bytes
-    account, upload_id, filename = plan.account, plan.upload_id, plan.filename
-    member_name, received_at, trigger = member.member, plan.received_at, plan.trigger
-    for line in iter_lines(stream, limit):
-        source = Source(
-            SourceKind.FILE, dialect, account, upload_id, filename, member_name, line.number
+    received_at, trigger = plan.received_at, plan.trigger
+    new_source = source_factory(
+        SourceKind.FILE, dialect, plan.account, plan.upload_id, plan.filename, member.member
+    )
+
+    def record(number: int, data: bytes, too_long: bool) -> RawRecord:
+        if not too_long:
+            return RawRecord(new_source(number), received_at, data, None, None, trigger)
+        return RawRecord(
+            new_source(number),
+            received_at,
+            data,
+            trigger=trigger,
+            framing_error=Rejection(
+                ErrorCode.LINE_TOO_LONG,
+                f"the line is longer than the {limit}-byte line limit "
+                f"(only its first {len(data)} bytes are kept)",
+                Stage.READ,
+            ),
         )
-        if line.too_long:
-            yield RawRecord(
-                source,
-                received_at,
-                line.data,
-                trigger=trigger,
-                framing_error=Rejection(
-                    ErrorCode.LINE_TOO_LONG,
-                    f"the line is longer than the {limit}-byte line limit "
-                    f"(only its first {len(line.data)} bytes are kept)",
-                    Stage.READ,
-                ),
-            )
-        else:
-            yield RawRecord(source, received_at, line.data, trigger=trigger)
+
+    return frame_lines(stream, record, limit)
 
 
 def _csv_records(

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -58,23 +59,74 @@ class Source:
     line: int
 
 
+# The slot descriptors' setters, in field order (see `source_factory`).
+_SOURCE_SETTERS = tuple(getattr(Source, f.name).__set__ for f in fields(Source))
+
 _NAMESPACE_BYTES = EVENT_ID_NAMESPACE.bytes
+_sha1 = hashlib.sha1
+# The uuid variant bits (10xx) set on the high nibble of byte 8, by that nibble's hex digit.
+_VARIANT = {f"{n:x}": f"{(n & 0x3) | 0x8:x}" for n in range(16)}
+# Hashed name prefixes by (account, upload_id, file, member): every line of an upload
+# shares one, so only the line number is encoded per record.
+_ID_PREFIXES: dict[tuple[str, str, str, str | None], bytes] = {}
+_ID_PREFIXES_MAX = 4096
 
 
 def make_event_id(source: Source) -> str:
     """Deterministic id: uuid5 of account, upload, file, member and line.
 
-    Equal to `str(uuid.uuid5(EVENT_ID_NAMESPACE, name))`, computed without building UUID
-    objects: this runs once per record and uuid5 itself costs several microseconds.
+    Equal to `str(uuid.uuid5(EVENT_ID_NAMESPACE, name))` with `name` =
+    `"<account>\\x1f<upload_id>\\x1f<file>\\x1f<member or ''>\\x1f<line>"`, computed without
+    building UUID objects: this runs once per record and uuid5 itself costs several
+    microseconds. The namespace and name prefix of an upload's member are encoded once.
     """
-    name = f"{source.account}\x1f{source.upload_id}\x1f{source.file}\x1f{source.member or ''}\x1f{source.line}"
-    digest = bytearray(
-        hashlib.sha1(_NAMESPACE_BYTES + name.encode(), usedforsecurity=False).digest()[:16]
-    )
-    digest[6] = (digest[6] & 0x0F) | 0x50
-    digest[8] = (digest[8] & 0x3F) | 0x80
-    h = digest.hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    parts = (source.account, source.upload_id, source.file, source.member)
+    prefix = _ID_PREFIXES.get(parts)
+    if prefix is None:
+        if len(_ID_PREFIXES) >= _ID_PREFIXES_MAX:
+            _ID_PREFIXES.clear()
+        prefix = (
+            _NAMESPACE_BYTES
+            + (
+                f"{source.account}\x1f{source.upload_id}\x1f{source.file}\x1f{source.member or ''}\x1f"
+            ).encode()
+        )
+        _ID_PREFIXES[parts] = prefix
+    h = _sha1(prefix + str(source.line).encode(), usedforsecurity=False).hexdigest()
+    # Version 5 in the high nibble of byte 6, variant 10xx in the high nibble of byte 8.
+    return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:32]}"
+
+
+_new_object = object.__new__
+
+
+def source_factory(
+    kind: SourceKind,
+    dialect: Dialect,
+    account: str,
+    upload_id: str,
+    file: str,
+    member: str | None,
+) -> Callable[[int], Source]:
+    """`make(line)` → `Source(kind, dialect, account, upload_id, file, member, line)`.
+
+    For readers that make one Source per line of a member: the same object as the
+    constructor makes, built without the frozen dataclass's per-field `object.__setattr__`.
+    """
+    set_kind, set_dialect, set_account, set_upload, set_file, set_member, set_line = _SOURCE_SETTERS
+
+    def make(line: int) -> Source:
+        source: Source = _new_object(Source)
+        set_kind(source, kind)
+        set_dialect(source, dialect)
+        set_account(source, account)
+        set_upload(source, upload_id)
+        set_file(source, file)
+        set_member(source, member)
+        set_line(source, line)
+        return source
+
+    return make
 
 
 @dataclass(slots=True)
