@@ -10,6 +10,10 @@ BLOCKED_VALUES = frozenset({"", "null", "none", "nil", "undefined", "0", "-1", "
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
+# `str.lower()` never makes a string shorter, so a text longer than every placeholder
+# cannot be one: the common case skips lowercasing.
+_MAX_BLOCKED_CHARS = max(len(value) for value in BLOCKED_VALUES)
+
 
 def looks_like_email(value: str) -> bool:
     return _EMAIL.match(value) is not None
@@ -30,6 +34,11 @@ def identifier_text(value: Any) -> str | None:
 
 def clean_identifier(namespace: str, value: Any) -> str | None:
     """Trimmed (emails lowercased) identifier value, or None for a placeholder value."""
+    if type(value) is str:  # the common case, without the type dispatch below
+        stripped = value.strip()
+        if len(stripped) <= _MAX_BLOCKED_CHARS and stripped.lower() in BLOCKED_VALUES:
+            return None
+        return stripped.lower() if namespace == "email" else stripped
     text = identifier_text(value)
     if text is None or text.lower() in BLOCKED_VALUES:
         return None

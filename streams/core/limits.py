@@ -46,6 +46,14 @@ def check_properties(
                 f"property key {key[:40]!r}... is {len(key)} characters; the limit is {MAX_KEY_CHARS}",
                 field=key,
             )
+        kind = type(value)
+        if kind is str:
+            # Cheap bound first: a str of n chars has at most 4n UTF-8 bytes. The path is
+            # only built for a rejection.
+            if len(value) * 4 <= MAX_VALUE_BYTES:
+                continue
+        elif kind is int or kind is float or kind is bool or value is None:
+            continue  # scalars have no limit
         rejection = _check_value(value, f"{path}{key}", depth)
         if rejection is not None:
             return rejection
@@ -68,6 +76,12 @@ def _check_value(value: Any, path: str, depth: int) -> Rejection | None:
         return check_properties(value, f"{path}.", depth + 1)
     elif isinstance(value, list):
         for index, item in enumerate(value):
+            kind = type(item)
+            if kind is str:
+                if len(item) * 4 <= MAX_VALUE_BYTES:
+                    continue
+            elif kind is int or kind is float or kind is bool or item is None:
+                continue
             rejection = _check_value(item, f"{path}[{index}]", depth + 1)
             if rejection is not None:
                 return rejection

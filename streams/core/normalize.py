@@ -35,26 +35,35 @@ def unwrap_feedback(obj: dict[str, Any]) -> dict[str, Any]:
     return obj
 
 
+_VERO = Dialect.VERO
+_ZETA = Dialect.ZETA
+_zeta_to_event = JSON_ADAPTERS[Dialect.ZETA]
+_loads = orjson.loads
+_JSONDecodeError = orjson.JSONDecodeError
+
+
 def normalize(raw: RawRecord) -> Event | Rejection:
     """Maps one raw record through its dialect and every stateless rule."""
     if raw.framing_error is not None:
         return raw.framing_error
     dialect = raw.source.dialect
-    if dialect is Dialect.VERO:
+    if dialect is _VERO:
         if raw.fields is None:
             return Rejection(ErrorCode.INVALID_ROW, "the CSV row has no fields", Stage.READ)
         result = vero.to_event(raw, raw.fields)
     else:
         try:
-            obj = orjson.loads(raw.payload)
-        except orjson.JSONDecodeError:
+            obj = _loads(raw.payload)
+        except _JSONDecodeError:
             return _decode_failure(raw.payload)
-        if not isinstance(obj, dict):
+        if type(obj) is not dict:
             return Rejection(ErrorCode.INVALID_JSON, "each line must be a JSON object", Stage.READ)
-        obj = unwrap_feedback(obj)
+        if "record" in obj:
+            obj = unwrap_feedback(obj)
         if not obj:
             return Rejection(ErrorCode.EMPTY_RECORD, "the JSON object is empty")
-        result = JSON_ADAPTERS[dialect](raw, obj)
+        adapter = _zeta_to_event if dialect is _ZETA else JSON_ADAPTERS[dialect]
+        result = adapter(raw, obj)
     if isinstance(result, Rejection):
         return result
     return check_window(result.timestamp, result.received_at) or result

@@ -7,7 +7,13 @@ from typing import Any
 
 from streams.core.errors import ErrorCode, Rejection
 from streams.core.identifiers import IdentifierSet
-from streams.core.limits import check_idempotency_key, check_name, check_properties
+from streams.core.limits import (
+    MAX_IDEMPOTENCY_KEY_CHARS,
+    MAX_KEY_CHARS,
+    check_idempotency_key,
+    check_name,
+    check_properties,
+)
 from streams.core.records import Event, RawRecord, RecordKind, make_event_id
 
 
@@ -17,11 +23,11 @@ def reject(code: ErrorCode, message: str, field: str | None = None) -> Rejection
 
 def take_idempotency_key(obj: dict[str, Any]) -> str | Rejection | None:
     """Pops the top-level `idempotencyKey`, the idempotency key in every JSON dialect."""
-    if "idempotencyKey" not in obj:
-        return None
-    value = obj.pop("idempotencyKey")
+    value = obj.pop("idempotencyKey", None)
     if value is None:
         return None
+    if type(value) is str and len(value) <= MAX_IDEMPOTENCY_KEY_CHARS:
+        return value  # the common case
     if isinstance(value, bool) or not isinstance(value, str | int):
         return reject(ErrorCode.INVALID_FIELD, "idempotencyKey must be a string", "idempotencyKey")
     key = str(value)
@@ -30,6 +36,10 @@ def take_idempotency_key(obj: dict[str, Any]) -> str | Rejection | None:
 
 def name_of(value: Any, field: str) -> str | Rejection:
     """An event name: a non-empty string within the key length limit."""
+    if type(value) is str:  # the common case
+        name = value.strip()
+        if name and len(name) <= MAX_KEY_CHARS:
+            return name
     if value is None or (isinstance(value, str) and not value.strip()):
         return reject(ErrorCode.MISSING_EVENT_NAME, f"{field} is required", field)
     if not isinstance(value, str):
@@ -66,20 +76,25 @@ def build_event(
     rejection = check_properties(properties)
     if rejection is not None:
         return rejection
+    source = raw.source
+    # Positional, in field order: event_id, kind, account, name, identifiers, timestamp,
+    # received_at, properties, source, idempotency_key, profile_id, alias, url,
+    # resource_id, resource_type, trigger_requested (this runs once per record).
     return Event(
-        event_id=make_event_id(raw.source),
-        kind=kind,
-        account=raw.source.account,
-        name=name,
-        identifiers=ids.values,
-        timestamp=timestamp,
-        received_at=raw.received_at,
-        properties=properties,
-        source=raw.source,
-        idempotency_key=idempotency_key,
-        alias=alias,
-        url=url,
-        resource_id=resource_id,
-        resource_type=resource_type,
-        trigger_requested=raw.trigger,
+        make_event_id(source),
+        kind,
+        source.account,
+        name,
+        ids.values,
+        timestamp,
+        raw.received_at,
+        properties,
+        source,
+        idempotency_key,
+        None,
+        alias,
+        url,
+        resource_id,
+        resource_type,
+        raw.trigger,
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -32,8 +34,32 @@ RESERVED = frozenset(
 )
 MAX_RESOURCE_CHARS = 2048
 
+# A stripped URL that `urlsplit` certainly reads as http(s) with a non-empty netloc: ASCII,
+# nothing it removes or rejects (tab, CR, LF, brackets), and a netloc character right
+# after `//`. Anything else takes the `urlsplit` path.
+_PLAIN_HTTP_URL = re.compile(
+    r"https?://[^/?#\t\r\n\[\]\x80-\U0010ffff][^\t\r\n\[\]\x80-\U0010ffff]*"
+)
+
+# Parsed ISO timestamps by their text: the records of a file often share timestamps.
+_ISO_CACHE: dict[str, datetime | None] = {}
+_ISO_CACHE_MAX = 1024
+
+
+def _iso(value: str) -> datetime | None:
+    parsed = _ISO_CACHE.get(value, _ISO_CACHE)
+    if parsed is _ISO_CACHE:
+        if len(_ISO_CACHE) >= _ISO_CACHE_MAX:
+            _ISO_CACHE.clear()
+        parsed = _ISO_CACHE[value] = from_iso(value)
+    return parsed  # type: ignore[return-value]
+
 
 def _url(value: Any) -> str | Rejection:
+    if type(value) is str and len(value) <= MAX_RESOURCE_CHARS:
+        text = value.strip()
+        if _PLAIN_HTTP_URL.fullmatch(text) is not None:
+            return text
     if not isinstance(value, str):
         return reject(ErrorCode.INVALID_FIELD, "url must be a string", "url")
     parts = urlsplit(value.strip())
@@ -52,27 +78,28 @@ def _resource(value: Any, field: str) -> str | Rejection:
 
 
 def to_event(raw: RawRecord, obj: dict[str, Any]) -> Event | Rejection:
-    reserved = RESERVED.intersection(obj)
-    if reserved:
-        field = min(reserved)
+    if not RESERVED.isdisjoint(obj):
+        field = min(RESERVED.intersection(obj))
         return reject(ErrorCode.RESERVED_FIELD, f"{field} is reserved by the events system", field)
     key = take_idempotency_key(obj)
     if isinstance(key, Rejection):
         return key
     ids = IdentifierSet()
-    for namespace in ("user_id", "email"):
-        if namespace in obj:
-            ids.add(namespace, obj.pop(namespace))
-    missing = identity_rejection(ids, "user_id or email")
-    if missing:
-        return missing
+    if "user_id" in obj:
+        ids.add("user_id", obj.pop("user_id"))
+    if "email" in obj:
+        ids.add("email", obj.pop("email"))
+    if not ids.values:
+        missing = identity_rejection(ids, "user_id or email")
+        if missing:
+            return missing
     name = name_of(obj.pop("event_type", None), "event_type")
     if isinstance(name, Rejection):
         return name
     raw_ts = obj.pop("timestamp", None)
     if raw_ts is None:
         return reject(ErrorCode.MISSING_TIMESTAMP, "timestamp is required", "timestamp")
-    timestamp = from_iso(raw_ts) if isinstance(raw_ts, str) else from_epoch_millis(raw_ts)
+    timestamp = _iso(raw_ts) if isinstance(raw_ts, str) else from_epoch_millis(raw_ts)
     if timestamp is None:
         return reject(
             ErrorCode.INVALID_TIMESTAMP,
