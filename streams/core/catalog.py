@@ -57,14 +57,37 @@ class CatalogCheck:
 
 
 NO_CHANGE = CatalogCheck()
+_EVENT = RecordKind.EVENT
+
+
+# Shared answers: a CatalogCheck is immutable, and most records add nothing to a type
+# that has n names.
+_NOTHING_NEW: dict[int, CatalogCheck] = {}
+# The last stored name list seen per type key and its set, so a record of a known type
+# does not rebuild the set. Stored lists are never changed in place (commit_catalog puts a
+# new list), so the same list object means the same names.
+_KNOWN_SETS: dict[str, tuple[list[str], int, frozenset[str]]] = {}
+_KNOWN_SETS_MAX = 4096
+
+
+def _known_set(key: str, known: list[str]) -> frozenset[str]:
+    memo = _KNOWN_SETS.get(key)
+    if memo is not None and memo[0] is known and memo[1] == len(known):
+        return memo[2]
+    names = frozenset(known)
+    if len(_KNOWN_SETS) >= _KNOWN_SETS_MAX:
+        _KNOWN_SETS.clear()
+    _KNOWN_SETS[key] = (known, len(known), names)
+    return names
 
 
 def check_catalog(event: Event, store: StateStore, settings: AccountSettings) -> CatalogCheck:
     """Pure read: would this record fit the catalog limits, and what would it add?"""
-    if event.kind is not RecordKind.EVENT or event.name is None:
+    if event.kind is not _EVENT or event.name is None:
         return NO_CHANGE
     name = event.name
-    stored = store.get(CATALOG_PROPS_TABLE, type_key(event.account, name))
+    key = f"{event.account}\x1f{name}"
+    stored = store.get(CATALOG_PROPS_TABLE, key)
     new_type = stored is None
     if new_type:
         count = store.get(CATALOG_TYPES_TABLE, event.account)
@@ -80,8 +103,18 @@ def check_catalog(event: Event, store: StateStore, settings: AccountSettings) ->
                 ),
                 new_type=True,
             )
-    known: list[str] = stored if isinstance(stored, list) else []
-    known_set = set(known)
+    if type(stored) is list:
+        known: list[str] = stored
+        known_set = _known_set(key, stored)
+        # Nothing new (the common case): within the limit unless it already was over.
+        if known_set.issuperset(event.properties) and len(known) <= settings.max_properties:
+            check = _NOTHING_NEW.get(len(known))
+            if check is None:
+                check = _NOTHING_NEW[len(known)] = CatalogCheck(None, False, (), len(known))
+            return check
+    else:
+        known = stored if isinstance(stored, list) else []
+        known_set = frozenset(known)
     new_properties = tuple(key for key in event.properties if key not in known_set)
     total = len(known) + len(new_properties)
     if total > settings.max_properties:

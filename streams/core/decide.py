@@ -43,7 +43,7 @@ from streams.core.dedup import (
     remember_outcome,
 )
 from streams.core.errors import ErrorCode, Rejection, Stage
-from streams.core.identity import IdentityConflict, resolve_identity
+from streams.core.identity import IdentityConflict, resolve_links
 from streams.core.records import Event, Outcome, OutcomeKind, Source
 from streams.core.settings import AccountSettings
 from streams.core.state import StateStore
@@ -116,6 +116,54 @@ def decide_rejection(
     return Outcome(OutcomeKind.REJECTED, event_id, source, rejection=rejection, raw=raw)
 
 
+_ACCEPTED = OutcomeKind.ACCEPTED
+_DUPLICATE = OutcomeKind.DUPLICATE
+_REJECTED = OutcomeKind.REJECTED
+_new_object = object.__new__
+_DECISION_SETTERS = tuple(getattr(Decision, f.name).__set__ for f in dataclasses.fields(Decision))
+
+
+def _decision(
+    outcome: Outcome,
+    conflicts: tuple[IdentityConflict, ...],
+    links_made: tuple[tuple[str, str], ...],
+    new_profile: bool,
+) -> Decision:
+    """`Decision(outcome, conflicts, links_made, new_profile)`, without the frozen
+    dataclass's per-field `object.__setattr__` (one per record)."""
+    decision: Decision = _new_object(Decision)
+    set_outcome, set_conflicts, set_links, set_new = _DECISION_SETTERS
+    set_outcome(decision, outcome)
+    set_conflicts(decision, conflicts)
+    set_links(decision, links_made)
+    set_new(decision, new_profile)
+    return decision
+
+
+def _with_profile(event: Event, profile_id: str) -> Event:
+    """A copy of `event` with `profile_id` set and `triggered` False (positional, in field
+    order: `dataclasses.replace` costs several microseconds per record)."""
+    return Event(
+        event.event_id,
+        event.kind,
+        event.account,
+        event.name,
+        event.identifiers,
+        event.timestamp,
+        event.received_at,
+        event.properties,
+        event.source,
+        event.idempotency_key,
+        profile_id,
+        event.alias,
+        event.url,
+        event.resource_id,
+        event.resource_type,
+        event.trigger_requested,
+        False,
+    )
+
+
 def decide(
     event: Event,
     store: StateStore,
@@ -125,15 +173,20 @@ def decide(
     raw: bytes | None = None,
     shard: str = "",
     seen_retention: timedelta = SEEN_RETENTION,
+    in_place: bool = False,
 ) -> Decision | None:
     """Decides one normalized record; None when its event_id was already decided.
 
     The returned outcome's `event` is a copy of `event` with `profile_id` and `triggered`
-    set (for duplicates and rejections too, where `triggered` stays False). `raw` is
-    carried into the outcome for dead letters; `shard` is the Faust partition (see
+    set (for duplicates and rejections too, where `triggered` stays False), and `event`
+    itself is left as it was. With `in_place=True` the outcome's event is `event` itself,
+    with those two fields set: for a runtime that owns the record it just normalized and
+    does not keep the unresolved form (it saves a copy per record). `raw` is carried into
+    the outcome for dead letters; `shard` is the Faust partition (see
     `streams.core.dedup`).
     """
-    if already_decided(event.event_id, store, now):
+    event_id = event.event_id
+    if previous_outcome(event_id, store, now) is not None:
         return None
     if not event.identifiers:
         rejection = Rejection(
@@ -150,52 +203,36 @@ def decide(
         remember_outcome(event.event_id, store, now, summary_of(outcome), seen_retention, shard)
         return Decision(outcome)
 
-    identity = resolve_identity(event, store)
-    decided = dataclasses.replace(event, profile_id=identity.profile_id, triggered=False)
-    notes = [conflict.describe() for conflict in identity.conflicts]
+    profile_id, links_made, conflicts, new_profile = resolve_links(event, store)
+    if in_place:
+        decided = event
+        decided.profile_id = profile_id
+        decided.triggered = False
+    else:
+        decided = _with_profile(event, profile_id)
+    notes = [conflict.describe() for conflict in conflicts] if conflicts else []
 
     check = check_catalog(decided, store, settings)
+    source = event.source
     if check.rejection is not None:
-        outcome = Outcome(
-            OutcomeKind.REJECTED,
-            event.event_id,
-            event.source,
-            event=decided,
-            rejection=check.rejection,
-            raw=raw,
-            notes=notes,
-        )
+        outcome = Outcome(_REJECTED, event_id, source, decided, check.rejection, raw, notes)
+        summary = f"rejected:{check.rejection.code}"
     else:
-        digest = event_digest(decided, identity.profile_id, settings)
+        digest = event_digest(decided, profile_id, settings)
         if digest is not None and is_duplicate(store, digest, now):
-            outcome = Outcome(
-                OutcomeKind.DUPLICATE,
-                event.event_id,
-                event.source,
-                event=decided,
-                raw=raw,
-                notes=notes,
-            )
+            outcome = Outcome(_DUPLICATE, event_id, source, decided, None, raw, notes)
+            summary = "duplicate"
         else:
-            commit_catalog(decided, check, store)
+            if check.new_type or check.new_properties:
+                commit_catalog(decided, check, store)
             if digest is not None:
                 remember(store, digest, now, settings.dedup_window, shard)
-            decided.triggered = is_trigger_eligible(decided, now, settings)
-            outcome = Outcome(
-                OutcomeKind.ACCEPTED,
-                event.event_id,
-                event.source,
-                event=decided,
-                raw=raw,
-                notes=notes,
-            )
-    remember_outcome(event.event_id, store, now, summary_of(outcome), seen_retention, shard)
-    return Decision(
-        outcome,
-        tuple(identity.conflicts),
-        tuple(identity.links_made),
-        identity.new_profile,
-    )
+            triggered = is_trigger_eligible(decided, now, settings)
+            decided.triggered = triggered
+            outcome = Outcome(_ACCEPTED, event_id, source, decided, None, raw, notes)
+            summary = "triggered" if triggered else "accepted"
+    remember_outcome(event_id, store, now, summary, seen_retention, shard)
+    return _decision(outcome, tuple(conflicts), tuple(links_made), new_profile)
 
 
 @dataclass(slots=True, frozen=True)

@@ -44,7 +44,7 @@ keeps (and, from its changelog, restores) its own index.
 
 from __future__ import annotations
 
-import base64
+import binascii
 import hashlib
 import math
 from collections.abc import Callable
@@ -74,17 +74,48 @@ def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
+# The last answers of `epoch_seconds`, and of `expiry_of` per window, by the identity of
+# `now`: a runtime decides a whole batch with one `now`, so the datetime arithmetic runs
+# once per batch, not per record. Each memo entry is one tuple, replaced whole (safe across
+# threads); datetimes are immutable, so an identical object always has the same answer.
+_epoch_memo: tuple[object, int] = (None, 0)
+_expiry_memo: dict[timedelta, tuple[datetime, int]] = {}
+
+
 def epoch_seconds(moment: datetime) -> int:
     """Whole epoch seconds, rounded down (a naive datetime is taken as UTC)."""
-    return math.floor((_aware(moment) - _EPOCH).total_seconds())
+    global _epoch_memo
+    memo = _epoch_memo
+    if memo[0] is moment:
+        return memo[1]
+    seconds = math.floor((_aware(moment) - _EPOCH).total_seconds())
+    _epoch_memo = (moment, seconds)
+    return seconds
 
 
 def expiry_of(now: datetime, window: timedelta) -> int:
     """Epoch seconds when something recorded at `now` for `window` expires (rounded up)."""
-    return math.ceil((_aware(now) + window - _EPOCH).total_seconds())
+    memo = _expiry_memo.get(window)
+    if memo is not None and memo[0] is now:
+        return memo[1]
+    expires_at = math.ceil((_aware(now) + window - _EPOCH).total_seconds())
+    if len(_expiry_memo) >= 64:
+        _expiry_memo.clear()
+    _expiry_memo[window] = (now, expires_at)
+    return expires_at
 
 
 # --------------------------------------------------------------------------- expiry index
+
+
+_CURSOR_KEYS: dict[str, str] = {}
+
+
+def _cursor_key(shard: str) -> str:
+    key = f"{shard}/cursor"
+    if len(_CURSOR_KEYS) < 1024:
+        _CURSOR_KEYS[shard] = key
+    return key
 
 
 @dataclass(slots=True, frozen=True)
@@ -115,24 +146,26 @@ class ExpiryIndex:
     def add(self, store: StateStore, key: str, expires_at: int, shard: str = "") -> None:
         bucket = -(-expires_at // self.bucket_seconds)  # rounded up: expiries in (b-1, b]
         head = f"{shard}/{bucket}"
-        chunks = store.get(self.index_table, head)
+        index_table = self.index_table
+        chunks = store.get(index_table, head)
         if isinstance(chunks, int) and chunks > 0:
-            last = store.get(self.index_table, f"{head}/{chunks - 1}")
+            last = store.get(index_table, f"{head}/{chunks - 1}")
+            # A new list: stored values are never changed in place.
             members: list[str] = list(last) if isinstance(last, list) else []
             if len(members) >= self.chunk_size:
                 chunks += 1
                 members = []
-                store.put(self.index_table, head, chunks)
+                store.put(index_table, head, chunks)
         else:
             chunks = 1
             members = []
-            store.put(self.index_table, head, chunks)
+            store.put(index_table, head, chunks)
         members.append(key)
-        store.put(self.index_table, f"{head}/{chunks - 1}", members)
-        cursor_key = f"{shard}/cursor"
-        cursor = store.get(self.index_table, cursor_key)
+        store.put(index_table, f"{head}/{chunks - 1}", members)
+        cursor_key = _CURSOR_KEYS.get(shard) or _cursor_key(shard)
+        cursor = store.get(index_table, cursor_key)
         if not isinstance(cursor, int) or bucket < cursor:
-            store.put(self.index_table, cursor_key, bucket)
+            store.put(index_table, cursor_key, bucket)
 
     def expire(
         self, store: StateStore, now: datetime, shard: str = "", max_buckets: int | None = None
@@ -228,12 +261,18 @@ def dedup_key(event: Event, settings: AccountSettings) -> str | None:
     return None
 
 
+_blake2b = hashlib.blake2b
+_b2a_base64 = binascii.b2a_base64
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
+
+
 def dedup_digest(account: str, profile_id: str, key: str) -> str:
     """The `dedup` table key: 22 chars of urlsafe base64 of blake2b-16."""
-    digest = hashlib.blake2b(
+    digest = _blake2b(
         f"{account}\x1f{profile_id}\x1f{key}".encode("utf-8", "surrogatepass"), digest_size=16
     ).digest()
-    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+    # = base64.urlsafe_b64encode(digest).rstrip(b"=") (16 bytes: 22 chars and "==").
+    return _b2a_base64(digest, newline=False).translate(_URLSAFE)[:22].decode("ascii")
 
 
 def event_digest(event: Event, profile_id: str, settings: AccountSettings) -> str | None:
@@ -272,6 +311,8 @@ def previous_outcome(event_id: str, store: StateStore, now: datetime) -> str | N
     """The summary stored for an already-decided `event_id`, or None (never seen, or the
     entry is past its retention even if not yet reclaimed)."""
     value = store.get(SEEN_TABLE, event_id)
+    if value is None:
+        return None  # the common case: never seen
     expires_at = _seen_expiry(value)
     if expires_at is None or epoch_seconds(now) >= expires_at:
         return None

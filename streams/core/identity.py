@@ -108,6 +108,15 @@ def identity_key(account: str, namespace: str, value: str) -> str:
 
 def _ranked(identifiers: dict[str, str]) -> list[tuple[str, str]]:
     # Known namespaces by precedence; anything else after them, by name (deterministic).
+    if len(identifiers) == 1:
+        return list(identifiers.items())
+    ranked = [
+        (namespace, identifiers[namespace])
+        for namespace in IDENTIFIER_PRECEDENCE
+        if namespace in identifiers
+    ]
+    if len(ranked) == len(identifiers):
+        return ranked  # only known namespaces: already in precedence order
     return sorted(
         identifiers.items(),
         key=lambda item: (_RANK.get(item[0], len(_RANK)), item[0]),
@@ -117,8 +126,10 @@ def _ranked(identifiers: dict[str, str]) -> list[tuple[str, str]]:
 def ordered_identifiers(event: Event) -> list[tuple[str, str]]:
     """The record's identifiers, highest precedence first, then its alias identifiers."""
     ranked = _ranked(event.identifiers)
+    if not event.alias:
+        return ranked
     seen = set(ranked)
-    for pair in _ranked(event.alias or {}):
+    for pair in _ranked(event.alias):
         if pair not in seen:
             ranked.append(pair)
             seen.add(pair)
@@ -194,12 +205,61 @@ def apply_identity_plan(plan: IdentityPlan, store: StateStore) -> IdentityResult
 
 def resolve_identity(event: Event, store: StateStore) -> IdentityResult:
     """Plans against `store` and applies the plan: the one-process form."""
+    return IdentityResult(*resolve_links(event, store))
 
-    def lookup(key: str) -> str | None:
-        value = store.get(IDENTITY_TABLE, key)
-        return value if isinstance(value, str) else None
 
-    return apply_identity_plan(plan_identity(event, lookup), store)
+def resolve_links(
+    event: Event, store: StateStore
+) -> tuple[str, list[tuple[str, str]], list[IdentityConflict], bool]:
+    """`resolve_identity` as a plain tuple: (profile id, links made, conflicts, new profile).
+
+    The same reads, writes and results as `apply_identity_plan(plan_identity(...))` against
+    one store, in one pass: each key is read once (a link the plan would make is written
+    right away; the keys of one record are distinct, so no later read of the record sees
+    it), and no plan object is built. `decide` calls this once per record.
+    """
+    ordered = ordered_identifiers(event)
+    if not event.identifiers or not ordered:
+        raise ValueError(f"record {event.event_id} has no identifiers")
+    account = event.account
+    get = store.get
+    put = store.put
+    made: list[tuple[str, str]] = []
+    conflicts: list[IdentityConflict] = []
+    late: list[tuple[str, str, str]] = []  # (key, current, profile): applying-time conflicts
+    top_namespace, top_value = ordered[0]
+    top_key = f"{account}{KEY_SEPARATOR}{top_namespace}:{top_value}"
+    existing = get(IDENTITY_TABLE, top_key)
+    if isinstance(existing, str):
+        profile_id = existing
+        new_profile = False
+    else:
+        profile_id = f"{top_namespace}:{top_value}"
+        new_profile = True
+        if existing is None:
+            put(IDENTITY_TABLE, top_key, profile_id)
+            made.append((top_key, profile_id))
+        else:
+            late.append((top_key, existing, profile_id))
+    for namespace, value in ordered[1:]:
+        key = f"{account}{KEY_SEPARATOR}{namespace}:{value}"
+        linked = get(IDENTITY_TABLE, key)
+        if linked is None:
+            put(IDENTITY_TABLE, key, profile_id)
+            made.append((key, profile_id))
+        elif not isinstance(linked, str):
+            late.append((key, linked, profile_id))
+        elif linked != profile_id:
+            conflicts.append(
+                IdentityConflict(
+                    account, f"{namespace}:{value}", linked, profile_id, event.event_id
+                )
+            )
+    for key, current, attempted in late:
+        # What apply_identity_plan reports for a key whose stored value is not a link.
+        owner, _, identifier = key.partition(KEY_SEPARATOR)
+        conflicts.append(IdentityConflict(owner, identifier, current, attempted, event.event_id))
+    return profile_id, made, conflicts, new_profile
 
 
 def lookup_from(links: dict[str, str] | Iterable[tuple[str, str]]) -> Lookup:

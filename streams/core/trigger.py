@@ -51,5 +51,20 @@ def why_not_triggered(event: Event, now: datetime, settings: AccountSettings) ->
     return None
 
 
+_EVENT = RecordKind.EVENT
+_FILE = SourceKind.FILE
+
+
 def is_trigger_eligible(event: Event, now: datetime, settings: AccountSettings) -> bool:
-    return why_not_triggered(event, now, settings) is None
+    """`why_not_triggered(...) is None`, without building the reason."""
+    if event.kind is not _EVENT:
+        return False
+    if not event.trigger_requested and not (
+        event.source.kind is _FILE and settings.trigger_imports
+    ):
+        return False
+    timestamp = event.timestamp
+    if timestamp.tzinfo is None:
+        timestamp = timestamp.replace(tzinfo=UTC)
+    current = now if now.tzinfo is not None else now.replace(tzinfo=UTC)
+    return timestamp <= current and current - timestamp <= TRIGGER_MAX_AGE
