@@ -17,9 +17,49 @@ MAX_DEADLETTER_RAW_BYTES = 65_536
 DUMPS_OPTIONS = orjson.OPT_UTC_Z
 
 
+_dumps = orjson.dumps
+
+
 def dump_event(event: Event) -> bytes:
-    """The canonical record as one JSON document (dataclasses serialize natively)."""
-    return orjson.dumps(event, option=DUMPS_OPTIONS)
+    """The canonical record as one JSON document (dataclasses serialize natively).
+
+    The same bytes as `orjson.dumps(event)`: fields in declaration order, the source
+    nested. Built from a dict, which orjson serializes about twice as fast as a slotted
+    dataclass (this runs once per accepted record).
+    """
+    source = event.source
+    if type(event) is not Event or type(source) is not Source:
+        return _dumps(event, option=DUMPS_OPTIONS)
+    return _dumps(
+        {
+            "event_id": event.event_id,
+            "kind": event.kind,
+            "account": event.account,
+            "name": event.name,
+            "identifiers": event.identifiers,
+            "timestamp": event.timestamp,
+            "received_at": event.received_at,
+            "properties": event.properties,
+            "source": {
+                "kind": source.kind,
+                "dialect": source.dialect,
+                "account": source.account,
+                "upload_id": source.upload_id,
+                "file": source.file,
+                "member": source.member,
+                "line": source.line,
+            },
+            "idempotency_key": event.idempotency_key,
+            "profile_id": event.profile_id,
+            "alias": event.alias,
+            "url": event.url,
+            "resource_id": event.resource_id,
+            "resource_type": event.resource_type,
+            "trigger_requested": event.trigger_requested,
+            "triggered": event.triggered,
+        },
+        option=DUMPS_OPTIONS,
+    )
 
 
 def raw_text(raw: bytes) -> dict[str, Any]:
@@ -49,7 +89,9 @@ def deadletter(
         "event_id": event_id,
         "account": source.account,
         "source": source,
-        "received_at": raw.received_at if raw is not None else (event.received_at if event else None),
+        "received_at": raw.received_at
+        if raw is not None
+        else (event.received_at if event else None),
         "stage": rejection.stage,
         "code": rejection.code,
         "message": rejection.message,
