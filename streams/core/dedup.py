@@ -110,6 +110,12 @@ def expiry_of(now: datetime, window: timedelta) -> int:
 
 _CURSOR_KEYS: dict[str, str] = {}
 
+# Per (store, index table, shard): the last add's (store, bucket, chunk count, last chunk
+# key, the list stored there). It holds the store, so the store's id is not reused while
+# the entry exists.
+_LAST_ADDS: dict[tuple[int, str, str], tuple[Any, int, int, str, list[str]]] = {}
+_LAST_ADDS_MAX = 256
+
 
 def _cursor_key(shard: str) -> str:
     key = f"{shard}/cursor"
@@ -145,13 +151,33 @@ class ExpiryIndex:
 
     def add(self, store: StateStore, key: str, expires_at: int, shard: str = "") -> None:
         bucket = -(-expires_at // self.bucket_seconds)  # rounded up: expiries in (b-1, b]
-        head = f"{shard}/{bucket}"
         index_table = self.index_table
+        slot = (id(store), index_table, shard)
+        last_add = _LAST_ADDS.get(slot)
+        if last_add is not None and last_add[0] is store and last_add[1] == bucket:
+            # The same bucket as this index's last add in this store. If its last chunk is
+            # still the very list that add stored, nothing touched the bucket since (an
+            # expiry pass that reclaims it deletes the chunk; a rolled-back or restored
+            # store returns another object): its chunk count is as that add left it, and
+            # the cursor is at most this bucket.
+            _, _, count, chunk_key, stored = last_add
+            if store.get(index_table, chunk_key) is stored:
+                if len(stored) < self.chunk_size:
+                    members = [*stored, key]  # a new list: stored values never change in place
+                else:
+                    count += 1
+                    members = [key]
+                    store.put(index_table, f"{shard}/{bucket}", count)
+                    chunk_key = f"{shard}/{bucket}/{count - 1}"
+                store.put(index_table, chunk_key, members)
+                _LAST_ADDS[slot] = (store, bucket, count, chunk_key, members)
+                return
+        head = f"{shard}/{bucket}"
         chunks = store.get(index_table, head)
         if isinstance(chunks, int) and chunks > 0:
             last = store.get(index_table, f"{head}/{chunks - 1}")
             # A new list: stored values are never changed in place.
-            members: list[str] = list(last) if isinstance(last, list) else []
+            members = list(last) if isinstance(last, list) else []
             if len(members) >= self.chunk_size:
                 chunks += 1
                 members = []
@@ -161,11 +187,16 @@ class ExpiryIndex:
             members = []
             store.put(index_table, head, chunks)
         members.append(key)
-        store.put(index_table, f"{head}/{chunks - 1}", members)
+        chunk_key = f"{head}/{chunks - 1}"
+        store.put(index_table, chunk_key, members)
         cursor_key = _CURSOR_KEYS.get(shard) or _cursor_key(shard)
         cursor = store.get(index_table, cursor_key)
         if not isinstance(cursor, int) or bucket < cursor:
             store.put(index_table, cursor_key, bucket)
+        if type(chunks) is int:
+            if len(_LAST_ADDS) >= _LAST_ADDS_MAX:
+                _LAST_ADDS.clear()
+            _LAST_ADDS[slot] = (store, bucket, chunks, chunk_key, members)
 
     def expire(
         self, store: StateStore, now: datetime, shard: str = "", max_buckets: int | None = None
@@ -266,13 +297,25 @@ _b2a_base64 = binascii.b2a_base64
 _URLSAFE = bytes.maketrans(b"+/", b"-_")
 
 
+# Recent digests by their input: a runtime that prefetches the dedup keys of a batch
+# computes each digest twice (to prefetch, then to decide).
+_DIGESTS: dict[str, str] = {}
+_DIGESTS_MAX = 16_384
+
+
 def dedup_digest(account: str, profile_id: str, key: str) -> str:
     """The `dedup` table key: 22 chars of urlsafe base64 of blake2b-16."""
-    digest = _blake2b(
-        f"{account}\x1f{profile_id}\x1f{key}".encode("utf-8", "surrogatepass"), digest_size=16
-    ).digest()
+    text = f"{account}\x1f{profile_id}\x1f{key}"
+    found = _DIGESTS.get(text)
+    if found is not None:
+        return found
+    digest = _blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
     # = base64.urlsafe_b64encode(digest).rstrip(b"=") (16 bytes: 22 chars and "==").
-    return _b2a_base64(digest, newline=False).translate(_URLSAFE)[:22].decode("ascii")
+    found = _b2a_base64(digest, newline=False).translate(_URLSAFE)[:22].decode("ascii")
+    if len(_DIGESTS) >= _DIGESTS_MAX:
+        _DIGESTS.clear()
+    _DIGESTS[text] = found
+    return found
 
 
 def event_digest(event: Event, profile_id: str, settings: AccountSettings) -> str | None:
