@@ -34,15 +34,22 @@ class OutputFiles:
             handle.seek(self.offsets[name])
             self._files[name] = handle
         self._pending: dict[str, list[bytes]] = {name: [] for name in OUTPUTS}
+        self._unsynced: set[str] = set()  # written since the last sync
 
     def path(self, name: str) -> Path:
         return self.directory / f"{name}.jsonl"
 
     def add(self, name: str, line: bytes) -> None:
+        """Queues a line (or several, joined by newlines) for the next `write_pending`."""
         self._pending[name].append(line)
 
-    def write_pending(self) -> dict[str, int]:
-        """Appends the batch's lines and returns the offsets to commit with it."""
+    def write_pending(self, *, sync: bool = True) -> dict[str, int]:
+        """Appends the queued lines and returns the offsets to commit with them.
+
+        `sync=False` only writes (and flushes to the OS): for lines of a transaction that
+        has not committed yet, written as they are decided; the commit's own call then
+        syncs every file written since (when `fsync` is on).
+        """
         for name, lines in self._pending.items():
             if lines:
                 handle = self._files[name]
@@ -50,10 +57,14 @@ class OutputFiles:
                 data = b"\n".join(lines)
                 handle.write(data)
                 handle.flush()
-                if self.fsync:
-                    os.fsync(handle.fileno())
                 self.offsets[name] += len(data)
+                self._unsynced.add(name)
                 lines.clear()
+        if sync and self.fsync:
+            for name in self._unsynced:
+                os.fsync(self._files[name].fileno())
+        if sync:
+            self._unsynced.clear()
         return dict(self.offsets)
 
     def discard_pending(self) -> None:
