@@ -10,10 +10,13 @@ partition and the core runs against it exactly as in the embedded runtime.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
+import sys
 import time
 import traceback
-from collections.abc import Callable, Mapping, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -30,7 +33,7 @@ from streams.core.settings import AccountSettings
 from streams.core.status import UploadCounts, final_status
 from streams.core.timeparse import to_iso
 from streams.embedded.engine import counts_dict, counts_from
-from streams.faust_store import FaustStore
+from streams.faust_store import UPLOADS_TABLE, FaustStore
 
 log = logging.getLogger("tidegate.agents")
 
@@ -39,6 +42,10 @@ SettingsFor = Callable[[str], AccountSettings]
 
 EXPIRE_EVERY_SECONDS = 60.0
 PROCESSING_ERROR = "processing_error"  # a runtime failure, never a rule: see OPERATING_KAFKA.md
+DEBUG = bool(os.environ.get("TIDEGATE_DEBUG_EOS"))
+FATAL_EXIT_CODE = 70  # a transaction could not be committed: restart (see `fatal`)
+PRODUCER_LINGER_MS = int(os.environ.get("TIDEGATE_PRODUCER_LINGER_MS", "5"))
+PRODUCER_BATCH_BYTES = int(os.environ.get("TIDEGATE_PRODUCER_BATCH_BYTES", str(512 * 1024)))
 
 
 @dataclass(slots=True)
@@ -229,173 +236,366 @@ def apply_upload_message(
     return state, doc
 
 
+# --------------------------------------------------------------------------- transactions
+
+
+def fatal(message: str, error: BaseException | None = None) -> None:
+    """Ends the worker process at once with exit code 70.
+
+    Used when a partition's transaction cannot be committed (fenced by a newer owner of
+    the partition, a broker error in the middle of a commit): the local state may be ahead
+    of what is committed, and the only safe continuation is a restart, which rebuilds the
+    state from the changelogs (read_committed) and re-reads the input from the committed
+    offsets. `tidegate worker` must therefore run under a supervisor that restarts it
+    (systemd `Restart=always`, compose `restart: unless-stopped`, Kubernetes)."""
+    log.critical("fatal: %s: %r\n%s", message, error, traceback.format_exc())
+    for handler in logging.getLogger().handlers:
+        with contextlib.suppress(Exception):
+            handler.flush()
+    sys.stderr.flush()
+    os._exit(FATAL_EXIT_CODE)
+
+
+class ExactlyOnce:
+    """One transactional producer per owned input partition number, replacing Faust's
+    TransactionManager (whose rebalance handling keeps producers of revoked partitions and
+    then crashes on ProducerFenced, or drops producers and stalls).
+
+    * Assignment: for each partition number p of the source topics we own, a producer with
+      transactional id `<app>-tidegate-<p>` is created; `start()` runs InitProducerId,
+      which fences any older producer of p (a killed or zombie worker) and aborts its open
+      transaction. Producers of partitions we no longer own are closed.
+    * Processing: outputs of a record of partition p are sent by p's producer; state
+      writes go to the store's overlay of p.
+    * Commit (Faust's commit timer, every `broker_commit_interval`, and before a
+      rebalance): under the guard, for each partition: the overlay's changelog records, the
+      input offsets, then commit_transaction and begin_transaction. Partitions commit
+      concurrently.
+    * Any failure of a commit is fatal for the process (see `fatal`).
+    """
+
+    def __init__(
+        self, app: Any, store: FaustStore, guard: asyncio.Lock, sources: frozenset[str]
+    ) -> None:
+        self.app = app
+        self.store = store
+        self.guard = guard
+        self.sources = sources
+        self.producers: dict[int, Any] = {}
+        self.open: set[int] = set()
+        self.touched: set[int] = set()
+        self.installed = False
+        self.settled = asyncio.Event()  # cleared from a revocation until the assignment
+        # last offset processed per input topic-partition: Faust drops queued events at a
+        # rebalance and re-reads from the committed offset, so a record may come twice or
+        # after a gap (see run_one)
+        self.done: dict[Any, int] = {}
+        self.generation = 0  # rebalances seen
+        self.settled.set()
+
+    def install(self) -> None:
+        if self.installed:
+            return
+        self.installed = True
+        transactions = self.app.consumer.transactions
+        transactions.on_rebalance = self.on_rebalance
+        transactions.on_partitions_revoked = self.on_partitions_revoked
+        transactions.commit = self.commit
+        transactions.flush = self.flush
+
+    def transactional_id(self, partition: int) -> str:
+        return f"{self.app.conf.id}-tidegate-{partition}"
+
+    def new_producer(self, partition: int) -> Any:
+        from aiokafka import AIOKafkaProducer
+
+        conf = self.app.conf
+        return AIOKafkaProducer(
+            bootstrap_servers=T.bootstrap_of(str(conf.broker[0])),
+            client_id=f"{conf.id}-tidegate-{partition}",
+            transactional_id=self.transactional_id(partition),
+            enable_idempotence=True,
+            acks="all",
+            linger_ms=PRODUCER_LINGER_MS,
+            max_batch_size=PRODUCER_BATCH_BYTES,
+            transaction_timeout_ms=60000,
+        )
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        """Before giving partitions up, commit everything processed so far (acked offsets
+        through Faust, then any state or output left), ending every transaction."""
+        try:
+            await self.app.consumer.commit(start_new_transaction=False)
+        except Exception as error:
+            fatal("committing before a rebalance failed", error)
+        await self.commit({}, start_new_transaction=False)
+        await self.flush()
+
+    async def flush(self) -> None:
+        for producer in list(self.producers.values()):
+            with contextlib.suppress(Exception):
+                await producer.flush()
+
+    async def on_rebalance(self, assigned: Any, revoked: Any, newly_assigned: Any) -> None:
+        owned = {tp.partition for tp in assigned if tp.topic in self.sources}
+        async with self.guard:
+            for tp in [tp for tp in self.done if tp.partition not in owned]:
+                del self.done[tp]
+            for p in sorted(set(self.producers) - owned):
+                producer = self.producers.pop(p)
+                self.open.discard(p)
+                self.touched.discard(p)
+                self.store.discard(p)
+                with contextlib.suppress(Exception):
+                    await producer.stop()
+            try:
+                for p in sorted(owned - set(self.producers)):
+                    producer = self.new_producer(p)
+                    await producer.start()  # InitProducerId: fences the previous owner
+                    self.producers[p] = producer
+                for p in sorted(owned - self.open):
+                    await self.producers[p].begin_transaction()
+                    self.open.add(p)
+            except Exception as error:
+                fatal("starting the transactional producers failed", error)
+            self.settled.set()
+        log.warning("transactional producers for partitions %s", sorted(owned))
+
+    def producer_for(self, partition: int) -> Any:
+        producer = self.producers.get(partition)
+        if producer is None or partition not in self.open:
+            raise RuntimeError(f"no open transaction for partition {partition}")
+        self.touched.add(partition)
+        return producer
+
+    async def commit(self, offsets: Mapping[Any, int], start_new_transaction: bool = True) -> bool:
+        by_partition: dict[int, dict[Any, int]] = {}
+        for tp, offset in offsets.items():
+            if tp.topic in self.sources:
+                by_partition.setdefault(tp.partition, {})[tp] = offset
+        async with self.guard:
+            partitions = set(by_partition) | set(self.store.dirty) | self.touched
+            if not partitions:
+                return False
+            try:
+                await asyncio.gather(
+                    *(
+                        self._commit_one(p, by_partition.get(p, {}), start_new_transaction)
+                        for p in sorted(partitions)
+                    )
+                )
+            except Exception as error:
+                fatal("committing a transaction failed", error)
+            self.touched.clear()
+        return True
+
+    async def _commit_one(
+        self, partition: int, offsets: Mapping[Any, int], start_new_transaction: bool
+    ) -> None:
+        producer = self.producers.get(partition)
+        if producer is None or partition not in self.open:
+            if offsets or self.store.dirty.get(partition):
+                raise RuntimeError(f"work for partition {partition} without its transaction")
+            return
+        for topic, key, value in self.store.flush(partition):
+            await producer.send(topic, value, key=key, partition=partition)
+        if offsets:
+            if DEBUG:
+                log.warning(
+                    "commit %s", {f"{tp.topic}/{tp.partition}": o for tp, o in offsets.items()}
+                )
+            await producer.send_offsets_to_transaction(offsets, self.app.conf.id)
+        await producer.commit_transaction()
+        self.open.discard(partition)
+        if start_new_transaction:
+            await producer.begin_transaction()
+            self.open.add(partition)
+
+
 # --------------------------------------------------------------------------- registration
 
 
 def register(
     app: Any,
-    tables: Mapping[str, MutableMapping[str, Any]],
-    uploads: MutableMapping[str, Any],
+    tables: Mapping[str, Any],
     settings_for: SettingsFor,
     clock: Clock,
 ) -> dict[str, Any]:
-    """Defines the agents and the expiry timer on `app`."""
+    """Defines the agents on `app`; `tables` holds every Faust table (state + uploads)."""
     raw_topic = app.topic(T.RAW, key_type=bytes, value_type=bytes, value_serializer="raw")
     outcomes_topic = app.topic(T.OUTCOMES, key_type=bytes, value_type=bytes, value_serializer="raw")
     announce_topic = app.topic(T.ANNOUNCE, key_type=bytes, value_type=bytes, value_serializer="raw")
-    out_topics = {
-        name: app.topic(name, key_type=bytes, value_type=bytes, value_serializer="raw")
-        for name in (T.ACCEPTED, T.TRIGGERS, T.DEADLETTER, T.CONFLICTS, T.STATUS)
-    }
-    out_topics[T.OUTCOMES] = outcomes_topic
+    sources = frozenset({T.RAW, T.OUTCOMES, T.ANNOUNCE})
     store = FaustStore(tables)
     last_expired: dict[int, float] = {}
     guard = asyncio.Lock()
-    installed: list[bool] = []
+    eos = ExactlyOnce(app, store, guard, sources)
+    plain: list[Any] = []  # the producer of at_least_once mode
 
-    def install_commit_guard() -> None:
-        """Makes one record's work (table writes, outputs, ack) and Faust's transactional
-        commit mutually exclusive, and flushes the changelog buffer into the transaction
-        before committing. Without this a commit can carry the outputs of a record whose
-        offset is not acked yet, or leave its `seen` write for the next transaction — both
-        give a second outcome after a crash (found by test_faust_crash_kill_9)."""
-        if installed or not app.in_transaction:
-            return
-        installed.append(True)
-        transactions = app.consumer.transactions
-        original = transactions.commit
+    async def plain_producer() -> Any:
+        if not plain:
+            from aiokafka import AIOKafkaProducer
 
-        async def guarded_commit(offsets: Any, start_new_transaction: bool = True) -> bool:
-            async with guard:
-                await app.producer.buffer.flush()
-                return bool(
-                    await original(offsets, start_new_transaction=start_new_transaction)
-                )
-
-        transactions.commit = guarded_commit
-
-    def _log_failure(fut: Any) -> None:
-        if not fut.cancelled() and fut.exception() is not None:
-            log.error("send failed: %r", fut.exception())
+            producer = AIOKafkaProducer(
+                bootstrap_servers=T.bootstrap_of(str(app.conf.broker[0])),
+                acks="all",
+                enable_idempotence=True,
+                linger_ms=PRODUCER_LINGER_MS,
+                max_batch_size=PRODUCER_BATCH_BYTES,
+            )
+            await producer.start()
+            plain.append(producer)
+        return plain[0]
 
     async def publish(outs: list[Out], partition: int) -> None:
-        """Every output goes to the SAME partition number as its input record.
-
-        Under exactly_once Faust runs one transactional producer per (topic group,
-        partition) and commits the input offsets of partition p in the transaction
-        `<app>-<group>-p`; it only routes a send into a transaction when the target topic
-        is one the app consumes, so outputs would otherwise be sent outside any
-        transaction. Sending each output to partition p in p's own transaction makes the
-        outputs, the table changelog writes and the input offset commit one atomic unit.
-        """
+        """Every output goes to the SAME partition number as its input record, in that
+        partition's transaction (all topics have the same partition count)."""
         if app.in_transaction:
-            group = app.assignor.group_for_topic(T.RAW)
-            tid = f"{app.conf.id}-{group}-{partition}"
-            producer = app.consumer.transactions.producer
+            producer = eos.producer_for(partition)
             for o in outs:
-                fut = await producer.send(
-                    o.topic, o.key, o.value, partition, None, o.headers, transactional_id=tid
+                await producer.send(
+                    o.topic, o.value, key=o.key, partition=partition, headers=o.headers or None
                 )
-                fut.add_done_callback(_log_failure)
             return
+        # at_least_once: write-through (state first, then outputs; the offset after both)
+        producer = await plain_producer()
+        for topic, key, value in store.flush(partition):
+            await producer.send(topic, value, key=key, partition=partition)
         for o in outs:
-            await out_topics[o.topic].send(
-                key=o.key, value=o.value, headers=o.headers, partition=partition
+            await producer.send(
+                o.topic, o.value, key=o.key, partition=partition, headers=o.headers or None
             )
+
+    def install() -> None:
+        if app.in_transaction:
+            eos.install()
+
+    async def run_one(event: Any, work: Callable[[Any], Awaitable[None]]) -> None:
+        """One record's work and its ack, atomically with respect to commits (guard).
+
+        Under exactly_once the record's partition must have an open transaction. During a
+        rebalance (after the final commit, before the new assignment) it has none: the
+        record waits for the assignment, then is processed when its partition stayed ours,
+        or left alone (unacked) when it moved; its new owner reads it from the committed
+        offset. On a partition we keep, records are processed in offset order, each once:
+        Faust's rebalance drops queued events and seeks back to the committed offset, and
+        its commit steps over a single unacked offset (Consumer._new_offset tolerates a gap
+        of one), so a record held across a rebalance is processed only when it is the next
+        offset (else the record before it would be lost), and a re-delivered record is
+        acked without being processed again (else an outcome would be counted twice).
+        Offsets of transactional inputs (outcomes) have gaps (commit markers): only a
+        record held across a rebalance is checked for contiguity."""
+        message = event.message
+        partition = message.partition
+        generation = eos.generation
+        while True:
+            async with guard:
+                if not app.in_transaction or partition in eos.open:
+                    done = eos.done.get(message.tp)
+                    if done is not None and message.offset <= done:
+                        event.ack()  # processed (and committed) already: a re-delivery
+                        return
+                    # taken before a rebalance that dropped the queued events: only the very
+                    # next offset may go on; anything else comes again, in order, after the
+                    # seek to the committed offsets
+                    held = generation != eos.generation
+                    if held and done is not None and message.offset != done + 1:
+                        if DEBUG:
+                            log.warning("held %s: %s after %s", message.tp, message.offset, done)
+                        return
+                    await work(event)
+                    event.ack()
+                    eos.done[message.tp] = message.offset
+                    return
+                if eos.settled.is_set():
+                    return  # not ours any more (or stopping)
+            await eos.settled.wait()
 
     @app.agent(raw_topic, concurrency=1, name="tidegate.decide")  # type: ignore[untyped-decorator]
     async def decide_agent(stream: Any) -> None:
-        install_commit_guard()
+        install()
         async for event in stream.events():
-            async with guard:
-                await _decide_one(event)
-                event.ack()
+            await run_one(event, _decide_one)
 
     async def _decide_one(event: Any) -> None:
-        if True:
-            partition = event.message.partition
-            data: bytes = event.value
-            raw: RawRecord | None = None
-            outs: list[Out]
+        partition = event.message.partition
+        store.partition = partition
+        data: bytes = event.value
+        raw: RawRecord | None = None
+        outs: list[Out]
+        try:
+            raw = T.decode_raw(
+                data, partition=partition, offset=event.message.offset, default_time=clock()
+            )
+            outs = decide_raw(raw, store, clock(), settings_for(raw.source.account), str(partition))
+            # Expiry runs inside stream iteration, on the partition's own state.
+            mono = time.monotonic()
+            if mono - last_expired.get(partition, 0.0) >= EXPIRE_EVERY_SECONDS:
+                last_expired[partition] = mono
+                expire_state(store, clock(), shard=str(partition), max_buckets=64)
+        except Exception as error:  # never let an exception leave the agent
+            log.error("record failed: %s\n%s", error, traceback.format_exc())
             try:
-                raw = T.decode_raw(
-                    data, partition=partition, offset=event.message.offset, default_time=clock()
-                )
-                outs = decide_raw(
-                    raw, store, clock(), settings_for(raw.source.account), str(partition)
-                )
-                # Expiry runs inside stream iteration (Faust tables cannot be written from a
-                # timer, faust #385; a timer that sends "tick" records would deadlock under
-                # exactly_once, the tick staying invisible until its own transaction commits).
-                mono = time.monotonic()
-                if mono - last_expired.get(partition, 0.0) >= EXPIRE_EVERY_SECONDS:
-                    last_expired[partition] = mono
-                    expire_state(store, clock(), shard=str(partition), max_buckets=64)
-            except Exception as error:  # never let an exception leave the agent
-                log.error("record failed: %s\n%s", error, traceback.format_exc())
-                try:
-                    outs = failure_outputs(data, raw, error)
-                except Exception:  # pragma: no cover - last resort
-                    log.exception("could not even dead-letter a record")
-                    outs = []
-            try:
-                await publish(outs, partition)
-            except Exception:
-                log.exception("publishing outputs failed")
-                raise
+                outs = failure_outputs(data, raw, error)
+            except Exception:  # pragma: no cover - last resort
+                log.exception("could not even dead-letter a record")
+                outs = []
+        await publish(outs, partition)
 
     @app.agent(announce_topic, concurrency=1, name="tidegate.announce")  # type: ignore[untyped-decorator]
     async def announce_agent(stream: Any) -> None:
-        install_commit_guard()
+        install()
         async for event in stream.events():
-            async with guard:
-                await _announce_one(event)
-                event.ack()
+            await run_one(event, _announce_one)
 
     async def _announce_one(event: Any) -> None:
-        if True:
-            try:
-                doc = orjson.loads(event.value)
-                # keyed by account like the raw records: same partition as their outcomes
-                await publish(
-                    [
-                        Out(
-                            T.OUTCOMES,
-                            str(doc["upload_id"]).encode(),
-                            orjson.dumps({**doc, "type": "announce"}),
-                        )
-                    ],
-                    event.message.partition,
-                )
-            except Exception:
-                log.exception("bad announcement %r", event.value[:200])
+        try:
+            doc = orjson.loads(event.value)
+            upload_id = str(doc["upload_id"]).encode()
+        except Exception:
+            log.exception("bad announcement %r", event.value[:200])
+            return
+        # keyed by account like the raw records: same partition as their outcomes
+        message = Out(T.OUTCOMES, upload_id, orjson.dumps({**doc, "type": "announce"}))
+        await publish([message], event.message.partition)
 
     @app.agent(outcomes_topic, concurrency=1, name="tidegate.status")  # type: ignore[untyped-decorator]
     async def status_agent(stream: Any) -> None:
-        install_commit_guard()
+        install()
         async for event in stream.events():
-            async with guard:
-                await _status_one(event)
-                event.ack()
+            await run_one(event, _status_one)
 
     async def _status_one(event: Any) -> None:
-        if True:
-            try:
-                message = orjson.loads(event.value)
-                upload_id = str(message["upload_id"])
-                if not upload_id:
-                    return
-                state, final = apply_upload_message(uploads.get(upload_id), message, clock())
-                uploads[upload_id] = state
-                if final is not None:
-                    status = Out(T.STATUS, upload_id.encode(), orjson.dumps(final))
-                    await publish([status], event.message.partition)
-            except Exception:
-                log.exception("bad outcome message %r", event.value[:200])
+        partition = event.message.partition
+        store.partition = partition
+        try:
+            message = orjson.loads(event.value)
+            upload_id = str(message["upload_id"])
+            if not upload_id:
+                return
+            previous = store.get(UPLOADS_TABLE, upload_id)
+            if DEBUG and (message.get("type") == "announce" or previous is None):
+                log.warning(
+                    "status %s %s p%s@%s prev=%s",
+                    message.get("type"),
+                    upload_id[:8],
+                    partition,
+                    event.message.offset,
+                    previous and (previous.get("total"), previous["counts"]["records"]),
+                )
+            state, final = apply_upload_message(previous, message, clock())
+            store.put(UPLOADS_TABLE, upload_id, state)
+        except Exception:
+            log.exception("bad outcome message %r", event.value[:200])
+            return
+        outs = [Out(T.STATUS, upload_id.encode(), orjson.dumps(final))] if final else []
+        await publish(outs, partition)
 
     return {
         "decide": decide_agent,
         "announce": announce_agent,
         "status": status_agent,
+        "eos": eos,
+        "install": install,
         "now": lambda: datetime.now(UTC),
     }

@@ -12,7 +12,7 @@ from typing import Any
 from streams import topics as T
 from streams.agents import register
 from streams.core.settings import AccountSettings, SettingsRegistry
-from streams.faust_store import STATE_TABLES
+from streams.faust_store import STATE_TABLES, UPLOADS_TABLE
 
 
 @dataclass(slots=True)
@@ -29,9 +29,32 @@ class WorkerConfig:
     web_port: int | None = None
 
 
+def _use_end_offsets_for_highwaters() -> None:
+    """Faust's table recovery under exactly_once takes a changelog partition's highwater
+    from the consumer's cached last stable offset, which is unknown (None → -1) until the
+    partition has been fetched: a freshly assigned partition then looks empty, recovery is
+    skipped and records are decided against missing state (or a standby fails with
+    ConsistencyError). ListOffsets under read_committed (`end_offsets`) returns the last
+    stable offset from the broker."""
+    from faust.transport.drivers import aiokafka as driver
+
+    thread = driver.AIOKafkaConsumerThread
+    if getattr(thread, "_tidegate_highwaters", False):
+        return
+
+    async def _highwaters(self: Any, partitions: Any) -> Any:
+        return await self._ensure_consumer().end_offsets(partitions)
+
+    thread._highwaters = _highwaters  # type: ignore[method-assign]
+    thread._tidegate_highwaters = True  # type: ignore[attr-defined]
+
+
 def create_app(config: WorkerConfig) -> Any:
     """A Faust app with the decide, announce and status agents and their tables."""
     import faust
+
+    if config.processing_guarantee == "exactly_once":
+        _use_end_offsets_for_highwaters()
 
     fixed = config.now
 
@@ -52,8 +75,14 @@ def create_app(config: WorkerConfig) -> Any:
         web_port=config.web_port or 6066,
         producer_acks=-1,
         producer_linger_ms=5,
-        broker_commit_every=1000,
-        broker_commit_interval=0.5,
+        # Commits end the partitions' transactions: outputs become visible to
+        # read_committed consumers at a commit, so the interval bounds the latency.
+        broker_commit_every=int(os.environ.get("TIDEGATE_COMMIT_EVERY", "20000")),
+        broker_commit_interval=float(os.environ.get("TIDEGATE_COMMIT_INTERVAL", "0.1")),
+        # a killed worker's partitions move after this long
+        broker_session_timeout=float(os.environ.get("TIDEGATE_SESSION_TIMEOUT", "10")),
+        broker_heartbeat_interval=1.0,
+        stream_buffer_maxsize=int(os.environ.get("TIDEGATE_STREAM_BUFFER", "16384")),
         stream_wait_empty=False,
         table_cleanup_interval=3600.0,
         consumer_auto_offset_reset="earliest",
@@ -64,20 +93,12 @@ def create_app(config: WorkerConfig) -> Any:
             name,
             default=None,
             partitions=config.partitions,
-            key_type=str,
-            help=f"core state table {name}",
+            key_type=bytes,
+            value_type=bytes,
+            help=f"core state table {name}" if name != UPLOADS_TABLE else "per-upload counts",
         )
-        for name in STATE_TABLES
+        for name in (*STATE_TABLES, UPLOADS_TABLE)
     }
-    uploads = app.Table(
-        "uploads",
-        default=None,
-        partitions=config.partitions,
-        key_type=str,
-        help="per-upload outcome counts",
-    )
     app.tidegate_tables = tables  # type: ignore[attr-defined]
-    app.tidegate_agents = register(  # type: ignore[attr-defined]
-        app, tables, uploads, config.settings, clock
-    )
+    app.tidegate_agents = register(app, tables, config.settings, clock)  # type: ignore[attr-defined]
     return app

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import faulthandler
 import logging
 import os
+import shutil
+import signal
 from pathlib import Path
 
 from streams import topics as T
@@ -34,12 +37,26 @@ def run_worker(args: argparse.Namespace) -> int:
     """Creates the topics when missing, then runs the Faust worker (blocks)."""
     from faust import Worker
 
+    # `kill -USR1 <pid>` prints every thread's stack (diagnosing a stalled worker)
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     config = config_from_args(args)
     config.state_dir.mkdir(parents=True, exist_ok=True)
     asyncio.run(T.ensure_topics(T.bootstrap_of(config.broker), config.partitions, config.app_id))
+    exactly_once = config.processing_guarantee == "exactly_once"
     app = create_app(config)
     level = os.environ.get("TIDEGATE_LOG_LEVEL", "WARN").upper()
     worker = Worker(app, loglevel=level, quiet=True, redirect_stdouts=False)
     logging.getLogger("tidegate").setLevel(level)
+    # app.in_transaction is a cached property that is only true with app.in_worker (set
+    # by Worker.on_start): set it now, before anything reads and caches it.
+    app.in_worker = True
+    if exactly_once:
+        if not app.in_transaction:
+            raise SystemExit("exactly_once requested but the Faust app is not transactional")
+        # Under exactly_once the local RocksDB state is only a cache of the changelogs: it
+        # may hold writes of a transaction that never committed (a kill -9 between the
+        # RocksDB write and the commit), so it is rebuilt from the changelogs at start.
+        shutil.rmtree(app.conf.tabledir, ignore_errors=True)
+        app.tidegate_agents["install"]()
     worker.execute_from_commandline()
     return 0

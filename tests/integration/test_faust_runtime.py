@@ -414,11 +414,6 @@ def test_faust_equals_embedded(kafka_bootstrap: str, tmp_path: Path, prefix: str
     assert max(header_ids(accepted).values()) == 1
 
 
-@pytest.mark.xfail(
-    reason="known gap: after kill -9 + restart the rebalance fences the surviving worker's "
-    "Faust transactional producers (ProducerFenced) and it stalls; see OPERATING_KAFKA.md",
-    strict=False,
-)
 def test_faust_crash_kill_9(kafka_bootstrap: str, tmp_path: Path, prefix: str) -> None:
     total = int(os.environ.get("TIDEGATE_FAUST_CRASH_RECORDS", "20000"))
     uploads = make_uploads(tmp_path / "files", total)
