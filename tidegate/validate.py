@@ -81,12 +81,29 @@ def validate_path(
     )
     report = Report()
     headers: dict[str, tuple[str, ...]] = {}
+    counts = report.counts
+    accepted = 0  # counted here, added to the report at the end (the common case)
+    dialect_seen: Dialect | None = None
     try:
         for item in read_upload(row):
-            if isinstance(item, PlanWarning):
+            if type(item) is tuple:
+                raw = item[1]
+                if raw.source.dialect is not dialect_seen:
+                    dialect_seen = raw.source.dialect
+                    if dialect_seen.value not in report.dialects:
+                        report.dialects.append(dialect_seen.value)
+                if raw.fields is not None:
+                    headers[raw.source.member or raw.source.file] = tuple(raw.fields)
+                # Only the verdict is needed: no event id is computed.
+                result = normalize(raw, event_id=False)
+                if isinstance(result, Rejection):
+                    _reject(raw, result, report, headers, rejected_rows)
+                else:
+                    accepted += 1
+            elif isinstance(item, PlanWarning):
                 report.warnings.append(item.text)
             elif isinstance(item, MemberFailure):
-                report.counts.failed_members += 1
+                counts.failed_members += 1
                 report.warnings.append(f"{item.rejection.code}: {item.rejection.message}")
                 report.errors.append(
                     {
@@ -96,46 +113,39 @@ def validate_path(
                         "message": item.rejection.message,
                     }
                 )
-            else:
-                _check(item[1], report, headers, rejected_rows)
     except FatalUpload as fatal:
         report.fatal = fatal.rejection
+    finally:
+        counts.records += accepted
+        counts.accepted += accepted
     return report
 
 
-def _check(
+def _reject(
     raw: RawRecord,
+    result: Rejection,
     report: Report,
     headers: dict[str, tuple[str, ...]],
     rejected_rows: list[RejectedRow] | None,
 ) -> None:
-    dialect = raw.source.dialect.value
-    if dialect not in report.dialects:
-        report.dialects.append(dialect)
-    result = normalize(raw)
     file = raw.source.member or raw.source.file
-    if raw.fields is not None:
-        headers[file] = tuple(raw.fields)
-    if isinstance(result, Rejection):
-        report.counts.count(OutcomeKind.REJECTED, result.code.value)
-        if len(report.errors) < MAX_REPORTED_ERRORS:
-            report.errors.append(
-                {
-                    "file": file,
-                    "line": raw.source.line,
-                    "code": result.code.value,
-                    "message": result.message,
-                }
+    report.counts.count(OutcomeKind.REJECTED, result.code.value)
+    if len(report.errors) < MAX_REPORTED_ERRORS:
+        report.errors.append(
+            {
+                "file": file,
+                "line": raw.source.line,
+                "code": result.code.value,
+                "message": result.message,
+            }
+        )
+    if rejected_rows is not None:
+        header = headers.get(file) if raw.source.dialect is Dialect.VERO else None
+        rejected_rows.append(
+            RejectedRow(
+                file, raw.source.line, result.code.value, result.message, raw.payload, header
             )
-        if rejected_rows is not None:
-            header = headers.get(file) if raw.source.dialect is Dialect.VERO else None
-            rejected_rows.append(
-                RejectedRow(
-                    file, raw.source.line, result.code.value, result.message, raw.payload, header
-                )
-            )
-    else:
-        report.counts.count(OutcomeKind.ACCEPTED)
+        )
 
 
 def write_feedback(rows: list[RejectedRow], path: Path) -> None:

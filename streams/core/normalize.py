@@ -7,6 +7,7 @@ from typing import Any
 import orjson
 
 from streams.core.dialects import JSON_ADAPTERS, vero
+from streams.core.dialects.base import WANT_EVENT_ID
 from streams.core.errors import ErrorCode, Rejection, Stage
 from streams.core.records import Dialect, Event, RawRecord
 from streams.core.window import check_window
@@ -42,8 +43,18 @@ _loads = orjson.loads
 _JSONDecodeError = orjson.JSONDecodeError
 
 
-def normalize(raw: RawRecord) -> Event | Rejection:
-    """Maps one raw record through its dialect and every stateless rule."""
+def normalize(raw: RawRecord, *, event_id: bool = True) -> Event | Rejection:
+    """Maps one raw record through its dialect and every stateless rule.
+
+    `event_id=False` is for callers that only want the verdict (`tidegate validate`): the
+    Event's `event_id` is then left empty instead of computed.
+    """
+    if not event_id:
+        token = WANT_EVENT_ID.set(False)
+        try:
+            return normalize(raw)
+        finally:
+            WANT_EVENT_ID.reset(token)
     if raw.framing_error is not None:
         return raw.framing_error
     dialect = raw.source.dialect

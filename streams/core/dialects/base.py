@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from datetime import datetime
 from typing import Any
 
@@ -15,6 +16,10 @@ from streams.core.limits import (
     check_properties,
 )
 from streams.core.records import Event, RawRecord, RecordKind, make_event_id
+
+# False while normalizing for a caller that only wants the verdict (a dry run): the
+# Event's event_id is left empty instead of hashed. See `normalize(..., event_id=False)`.
+WANT_EVENT_ID: ContextVar[bool] = ContextVar("want_event_id", default=True)
 
 
 def reject(code: ErrorCode, message: str, field: str | None = None) -> Rejection:
@@ -81,7 +86,7 @@ def build_event(
     # received_at, properties, source, idempotency_key, profile_id, alias, url,
     # resource_id, resource_type, trigger_requested (this runs once per record).
     return Event(
-        make_event_id(source),
+        make_event_id(source) if WANT_EVENT_ID.get() else "",
         kind,
         source.account,
         name,
@@ -93,6 +98,44 @@ def build_event(
         idempotency_key,
         None,
         alias,
+        url,
+        resource_id,
+        resource_type,
+        raw.trigger,
+    )
+
+
+def event_of(
+    raw: RawRecord,
+    kind: RecordKind,
+    name: str | None,
+    identifiers: dict[str, str],
+    timestamp: datetime,
+    properties: dict[str, Any],
+    idempotency_key: str | None,
+    url: str | None,
+    resource_id: str | None,
+    resource_type: str | None,
+) -> Event | Rejection:
+    """`build_event` with positional arguments and the identifiers' values (the per-record
+    path of a dialect adapter; keyword arguments cost more to pass)."""
+    rejection = check_properties(properties)
+    if rejection is not None:
+        return rejection
+    source = raw.source
+    return Event(
+        make_event_id(source) if WANT_EVENT_ID.get() else "",
+        kind,
+        source.account,
+        name,
+        identifiers,
+        timestamp,
+        raw.received_at,
+        properties,
+        source,
+        idempotency_key,
+        None,
+        None,
         url,
         resource_id,
         resource_type,

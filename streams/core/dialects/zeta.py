@@ -8,7 +8,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from streams.core.dialects.base import (
-    build_event,
+    event_of,
     identity_rejection,
     name_of,
     reject,
@@ -33,6 +33,7 @@ RESERVED = frozenset(
     }
 )
 MAX_RESOURCE_CHARS = 2048
+_EVENT = RecordKind.EVENT
 
 # A stripped URL that `urlsplit` certainly reads as http(s) with a non-empty netloc: ASCII,
 # nothing it removes or rejects (tab, CR, LF, brackets), and a netloc character right
@@ -122,15 +123,6 @@ def to_event(raw: RawRecord, obj: dict[str, Any]) -> Event | Rejection:
         if isinstance(checked, Rejection):
             return checked
         resource_type = checked
-    return build_event(
-        raw,
-        kind=RecordKind.EVENT,
-        name=name,
-        ids=ids,
-        timestamp=timestamp,
-        properties=obj,
-        idempotency_key=key,
-        url=url,
-        resource_id=resource_id,
-        resource_type=resource_type,
+    return event_of(
+        raw, _EVENT, name, ids.values, timestamp, obj, key, url, resource_id, resource_type
     )
