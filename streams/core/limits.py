@@ -54,6 +54,17 @@ def check_properties(
                 continue
         elif kind is int or kind is float or kind is bool or value is None:
             continue  # scalars have no limit
+        elif kind is list:
+            # A flat list of short strings and scalars, the common case, needs no walk.
+            for item in value:
+                item_kind = type(item)
+                if item_kind is str:
+                    if len(item) * 4 > MAX_VALUE_BYTES:
+                        break
+                elif not (item_kind is int or item_kind is float or item_kind is bool or item is None):
+                    break
+            else:
+                continue
         rejection = _check_value(value, f"{path}{key}", depth)
         if rejection is not None:
             return rejection
