@@ -302,13 +302,15 @@ async def interrupt_when(proc: asyncio.subprocess.Process, app: TimedApp, reques
         await asyncio.sleep(0.05)
 
 
-async def warm_up(url: str, body: bytes, requests: int = 3) -> None:
+async def warm_up(url: str, body: bytes, requests: int = 3) -> int:
+    """Sends `requests` batches before the measured window; how many were acknowledged."""
     import httpx
 
     async with httpx.AsyncClient(base_url=url, timeout=60.0) as client:
         for _ in range(requests):
             response = await client.post("/1/upload", headers=HEADERS, content=body)
             response.raise_for_status()
+    return requests
 
 
 async def bench(args: argparse.Namespace) -> dict[str, Any]:
@@ -328,7 +330,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             app = TimedApp(create_app(ingest, auth, limits=limits))
             server = await serve_http(app, "127.0.0.1", 0, backlog=4096)
             try:
-                await warm_up(server.url, payload.read_bytes())
+                warmed = await warm_up(server.url, payload.read_bytes())
                 app.reset()
                 if use_wrk:
                     command = wrk_command(server.url, payload, workdir, args)
@@ -364,12 +366,16 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                 drained = await drain(ingest, args.drain_timeout)
             finally:
                 await server.close()
+        # Every acknowledged record must be on the accepted output once the runtime has
+        # decided them all (all records are valid and distinct events).
+        on_output = count_lines(workdir / "data" / "out" / "accepted.jsonl")
     lines = [ln for ln in out.decode().splitlines() if ln.startswith("RESULT ")]
     if proc.returncode != 0 or not lines:
         raise SystemExit(
             f"load generator failed ({proc.returncode}):\n{out.decode()}\n{err.decode()}"
         )
     result: dict[str, Any] = orjson.loads(lines[-1][len("RESULT ") :])
+    acknowledged = (warmed + result["ok"]) * args.batch
     # wrk always runs its full -d even when every thread stopped early: the server's window
     # (first byte in to last byte out) is the elapsed time for both clients.
     elapsed = app.window or result["elapsed"] or 1e-9
@@ -385,8 +391,18 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         drain_s=drained,
         decided_per_s=stored / (elapsed + drained) if drained is not None else None,
         loop=type(asyncio.get_running_loop()).__module__,
+        acknowledged=acknowledged,
+        accepted_on_output=on_output,
     )
     return result
+
+
+def count_lines(path: Path) -> int | None:
+    """Lines of an output file (None when the ingest writes none: the memory double)."""
+    if not path.exists():
+        return None
+    with path.open("rb") as handle:
+        return sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 20), b""))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -434,7 +450,16 @@ def main(argv: list[str] | None = None) -> int:
                 f"decided by the runtime {result['drain_s']}s after the last answer: "
                 + (f"{decided:,.0f} events/s end to end" if decided else "not in time")
             )
-    failed = result["server_errors"] > 0 or result["socket_errors"] > 0 or result["ok"] == 0
+            print(
+                f"acknowledged records {result['acknowledged']:,}, "
+                f"on the accepted output {result['accepted_on_output']:,}"
+            )
+    lost = result["accepted_on_output"] is not None and (
+        result["accepted_on_output"] != result["acknowledged"]
+    )
+    failed = (
+        result["server_errors"] > 0 or result["socket_errors"] > 0 or result["ok"] == 0 or lost
+    )
     return 1 if failed else 0
 
 

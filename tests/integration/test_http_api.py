@@ -477,3 +477,19 @@ def test_bench_script_runs_small() -> None:
     assert result["ok"] == 6
     assert result["records_stored"] == 300
     assert result["events_per_s"] > 0
+
+
+def test_bench_script_every_acknowledged_record_reaches_the_accepted_output() -> None:
+    done = subprocess.run(
+        [
+            sys.executable, str(REPO / "scripts" / "bench_http.py"), "--ingest", "embedded",
+            "--client", "python", "--requests", "6", "--batch", "50", "--connections", "2",
+            "--duration", "30", "--json",
+        ],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["ok"] == 6
+    assert result["acknowledged"] == (3 + 6) * 50  # the warm-up batches count too
+    assert result["accepted_on_output"] == result["acknowledged"]
