@@ -146,8 +146,8 @@ def server() -> Iterator[LiveServer]:
         yield live
 
 
-FIXTURE_SEEDS = REPO / "tests" / "fixtures" / "seeds"
-SEED_COPIES = {"003": "naxai_seed.txt", "004": "clevertap_seed.txt"}
+FIXTURE_SEEDS = REPO / "tests" / "fixtures" / "seed_pages"
+SEED_COPIES = {"003": "003_naxai.txt", "004": "004_clevertap.txt"}
 
 
 def seed_text(number: str) -> str:
