@@ -46,6 +46,10 @@ def run_worker(args: argparse.Namespace) -> int:
     app = create_app(config)
     level = os.environ.get("TIDEGATE_LOG_LEVEL", "WARN").upper()
     worker = Worker(app, loglevel=level, quiet=True, redirect_stdouts=False)
+    # Faust's terminal spinner sets the root logger to DEBUG so that it turns on every
+    # message: every library's debug call then builds a log record (a large share of a
+    # worker's CPU, aiokafka logs each send). No spinner, the configured level holds.
+    worker.spinner = None
     logging.getLogger("tidegate").setLevel(level)
     # app.in_transaction is a cached property that is only true with app.in_worker (set
     # by Worker.on_start): set it now, before anything reads and caches it.

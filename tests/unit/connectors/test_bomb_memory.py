@@ -44,6 +44,7 @@ def run_child(mode: str, path: Path) -> dict[str, object]:
     )
     assert done.returncode == 0, done.stderr
     outcome: dict[str, object] = json.loads(done.stdout)
+    print(f"{mode} {path.name}: peak RSS {int(outcome['maxrss_kib']) / 1024:.0f} MiB")  # type: ignore[call-overload]
     return outcome
 
 
