@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -94,24 +95,29 @@ async def _wait_with_progress(runtime: EmbeddedRuntime, upload_id: str, quiet: b
     waiter = asyncio.ensure_future(runtime.wait(upload_id))
     if quiet:
         return await waiter
+    # Plain progress lines this often when stderr is not a terminal (logs, CI).
+    every = float(os.environ.get("TIDEGATE_PROGRESS_SECONDS", "5"))
     if sys.stderr.isatty():
+        from rich.console import Console
         from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+        # On stderr: stdout carries the report (and may be piped to a file or jq).
         with Progress(
             SpinnerColumn(),
             TextColumn("{task.description}"),
             TextColumn("{task.completed:,} records"),
             TimeElapsedColumn(),
+            console=Console(stderr=True),
             transient=True,
         ) as bar:
             task = bar.add_task("importing", total=None)
             while not waiter.done():
-                await asyncio.wait({waiter}, timeout=0.2)
+                await asyncio.wait({waiter}, timeout=min(every, 0.2))
                 progress = runtime.engine.progress.get(upload_id)
                 bar.update(task, completed=progress.decided if progress else 0)
         return await waiter
     while not waiter.done():
-        await asyncio.wait({waiter}, timeout=5)
+        await asyncio.wait({waiter}, timeout=every)
         progress = runtime.engine.progress.get(upload_id)
         if progress and not waiter.done():
             print(f"progress: {progress.decided} records decided", file=sys.stderr, flush=True)
