@@ -78,6 +78,27 @@ def build_event(
     resource_id: str | None = None,
     resource_type: str | None = None,
 ) -> Event | Rejection:
+    return event_of(
+        raw, kind, name, ids.values, timestamp, properties, idempotency_key, alias, url,
+        resource_id, resource_type,
+    )  # fmt: skip
+
+
+def event_of(
+    raw: RawRecord,
+    kind: RecordKind,
+    name: str | None,
+    identifiers: dict[str, str],
+    timestamp: datetime,
+    properties: dict[str, Any],
+    idempotency_key: str | None,
+    alias: dict[str, str] | None,
+    url: str | None,
+    resource_id: str | None,
+    resource_type: str | None,
+) -> Event | Rejection:
+    """`build_event` with positional arguments and the identifiers' values (the per-record
+    path of a dialect adapter; keyword arguments cost more to pass)."""
     rejection = check_properties(properties)
     if rejection is not None:
         return rejection
@@ -90,44 +111,6 @@ def build_event(
         kind,
         source.account,
         name,
-        ids.values,
-        timestamp,
-        raw.received_at,
-        properties,
-        source,
-        idempotency_key,
-        None,
-        alias,
-        url,
-        resource_id,
-        resource_type,
-        raw.trigger,
-    )
-
-
-def event_of(
-    raw: RawRecord,
-    kind: RecordKind,
-    name: str | None,
-    identifiers: dict[str, str],
-    timestamp: datetime,
-    properties: dict[str, Any],
-    idempotency_key: str | None,
-    url: str | None,
-    resource_id: str | None,
-    resource_type: str | None,
-) -> Event | Rejection:
-    """`build_event` with positional arguments and the identifiers' values (the per-record
-    path of a dialect adapter; keyword arguments cost more to pass)."""
-    rejection = check_properties(properties)
-    if rejection is not None:
-        return rejection
-    source = raw.source
-    return Event(
-        make_event_id(source) if WANT_EVENT_ID.get() else "",
-        kind,
-        source.account,
-        name,
         identifiers,
         timestamp,
         raw.received_at,
@@ -135,7 +118,7 @@ def event_of(
         source,
         idempotency_key,
         None,
-        None,
+        alias,
         url,
         resource_id,
         resource_type,

@@ -124,5 +124,5 @@ def to_event(raw: RawRecord, obj: dict[str, Any]) -> Event | Rejection:
             return checked
         resource_type = checked
     return event_of(
-        raw, _EVENT, name, ids.values, timestamp, obj, key, url, resource_id, resource_type
+        raw, _EVENT, name, ids.values, timestamp, obj, key, None, url, resource_id, resource_type
     )
