@@ -468,17 +468,23 @@ def test_schemathesis_without_credentials_finds_no_server_error(tmp_path: Path) 
         assert live.ingest.submissions == 0
 
 
-def test_bench_script_runs_small() -> None:
+def run_bench_small(ingest: str) -> dict[str, Any]:
+    """scripts/bench_http.py, 6 requests of 50 records over 2 connections; its JSON result."""
     done = subprocess.run(
         [
-            sys.executable, str(REPO / "scripts" / "bench_http.py"), "--ingest", "memory",
+            sys.executable, str(REPO / "scripts" / "bench_http.py"), "--ingest", ingest,
             "--client", "python", "--requests", "6", "--batch", "50", "--connections", "2",
             "--duration", "30", "--json",
         ],
-        capture_output=True, text=True, timeout=120, check=False,
+        capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def test_bench_script_runs_small() -> None:
+    result = run_bench_small("memory")
     assert result["server_errors"] == 0
     assert result["ok"] == 6
     assert result["records_stored"] == 300
@@ -486,16 +492,7 @@ def test_bench_script_runs_small() -> None:
 
 
 def test_bench_script_every_acknowledged_record_reaches_the_accepted_output() -> None:
-    done = subprocess.run(
-        [
-            sys.executable, str(REPO / "scripts" / "bench_http.py"), "--ingest", "embedded",
-            "--client", "python", "--requests", "6", "--batch", "50", "--connections", "2",
-            "--duration", "30", "--json",
-        ],
-        capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stdout + done.stderr
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result = run_bench_small("embedded")
     assert result["ok"] == 6
     assert result["acknowledged"] == (3 + 6) * 50  # the warm-up batches count too
     assert result["accepted_on_output"] == result["acknowledged"]
