@@ -518,10 +518,14 @@ def register(
                     return  # not ours any more (or stopping)
             await eos.settled.wait()
 
+    # Every agent iterates `stream.noack()`: Faust would otherwise ack each event it hands
+    # out, also one that run_one leaves alone during a rebalance (held, or not ours any
+    # more), and a later commit could step past a record nobody processed. Acks are
+    # run_one's alone.
     @app.agent(raw_topic, concurrency=1, name="tidegate.decide")  # type: ignore[untyped-decorator]
     async def decide_agent(stream: Any) -> None:
         install()
-        async for event in stream.events():
+        async for event in stream.noack().events():
             await run_one(event, _decide_one)
 
     async def _decide_one(event: Any) -> None:
@@ -552,7 +556,7 @@ def register(
     @app.agent(announce_topic, concurrency=1, name="tidegate.announce")  # type: ignore[untyped-decorator]
     async def announce_agent(stream: Any) -> None:
         install()
-        async for event in stream.events():
+        async for event in stream.noack().events():
             await run_one(event, _announce_one)
 
     async def _announce_one(event: Any) -> None:
@@ -569,7 +573,7 @@ def register(
     @app.agent(outcomes_topic, concurrency=1, name="tidegate.status")  # type: ignore[untyped-decorator]
     async def status_agent(stream: Any) -> None:
         install()
-        async for event in stream.events():
+        async for event in stream.noack().events():
             await run_one(event, _status_one)
 
     async def _status_one(event: Any) -> None:
