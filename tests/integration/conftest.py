@@ -24,7 +24,7 @@ from typing import NoReturn
 
 import pytest
 
-from tests.integration.kafka_helpers import broker_answers
+from tests.integration.kafka_helpers import SESSION_TOPICS, broker_answers, delete_session_topics
 
 REPO = Path(__file__).resolve().parents[2]
 KAFKA_SCRIPT = REPO / "scripts" / "kafka"
@@ -52,7 +52,10 @@ def kafka_bootstrap() -> Iterator[str]:
     if env:
         if not asyncio.run(broker_answers(env, timeout=30.0)):
             broker_unavailable(f"KAFKA_BOOTSTRAP={env} does not answer a metadata request")
-        yield env
+        try:
+            yield env
+        finally:
+            _delete_session_topics(env)
         return
 
     if not os.access(KAFKA_SCRIPT, os.X_OK):
@@ -75,6 +78,7 @@ def kafka_bootstrap() -> Iterator[str]:
     try:
         yield bootstrap
     finally:
+        _delete_session_topics(bootstrap)
         subprocess.run(
             [str(KAFKA_SCRIPT), "release", holder],
             capture_output=True,
@@ -82,6 +86,13 @@ def kafka_bootstrap() -> Iterator[str]:
             stdin=subprocess.DEVNULL,
             check=False,
         )
+
+
+def _delete_session_topics(bootstrap: str) -> None:
+    try:
+        asyncio.run(asyncio.wait_for(delete_session_topics(bootstrap), 120))
+    except Exception as error:  # the topics are disposable: never fail the run for them
+        print(f"warning: could not delete this session's test topics: {error!r}")
 
 
 _topic_counter = itertools.count()
@@ -100,7 +111,9 @@ def new_topic_name(request: pytest.FixtureRequest) -> Callable[[str], str]:
 
     def make(suffix: str = "") -> str:
         n = next(_topic_counter)
-        return f"{base}.{n}" + (f".{_slug(suffix, 40)}" if suffix else "")
+        name = f"{base}.{n}" + (f".{_slug(suffix, 40)}" if suffix else "")
+        SESSION_TOPICS.add(name)
+        return name
 
     return make
 

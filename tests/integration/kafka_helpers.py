@@ -165,3 +165,27 @@ async def drain(
 
 def partitions_of(topic: str, count: int) -> set[TopicPartition]:
     return {TopicPartition(topic, p) for p in range(count)}
+
+
+# Topic names and name prefixes the tests of this session created; their topics are deleted
+# when the session's broker fixture ends (see conftest.kafka_bootstrap), so a developer's
+# broker does not collect thousands of partitions that slow its every start.
+SESSION_TOPICS: set[str] = set()
+SESSION_PREFIXES: set[str] = set()
+
+
+async def delete_session_topics(bootstrap: str) -> int:
+    """Deletes the topics named in SESSION_TOPICS or starting with a SESSION_PREFIXES entry;
+    how many. Best effort: the topics are disposable."""
+    if not SESSION_TOPICS and not SESSION_PREFIXES:
+        return 0
+    prefixes = tuple(SESSION_PREFIXES)
+    async with admin_client(bootstrap) as admin:
+        doomed = [
+            name
+            for name in await admin.list_topics()
+            if name in SESSION_TOPICS or (prefixes and name.startswith(prefixes))
+        ]
+        for start in range(0, len(doomed), 100):
+            await admin.delete_topics(doomed[start : start + 100], timeout_ms=30000)
+    return len(doomed)

@@ -35,6 +35,7 @@ from streams.embedded.engine import UploadRow
 from streams.embedded.runtime import EmbeddedRuntime
 from streams.embedded.schema import connect
 from streams.embedded.store import SqliteStateStore
+from tests.integration.kafka_helpers import SESSION_PREFIXES
 from tidegate.files import read_upload
 from tidegate.kafka_import import new_producer, produce_upload, wait_statuses
 
@@ -307,6 +308,8 @@ class Workers:
 @pytest.fixture
 def prefix() -> Iterator[str]:
     name = f"tgtest.{uuid.uuid4().hex[:8]}"
+    # the topics, and the app's changelog and internal topics (app id: dots as dashes)
+    SESSION_PREFIXES.update({f"{name}.", f"{name.replace('.', '-')}-"})
     previous = T.PREFIX
     T.use_prefix(name)
     try:
