@@ -394,11 +394,11 @@ class ExactlyOnce:
     ) -> None:
         producer = self.producers.get(partition)
         if producer is None or partition not in self.open:
-            # Offsets of a partition without an open transaction are not committed: Faust's
-            # stream acks every event it hands out, also the ones run_one left alone during
-            # a rebalance (not ours any more, or held), so they may name records nobody
-            # processed. Leaving them uncommitted is always safe: the partition's owner
-            # reads on from the last transactionally committed offset.
+            # Offsets of a partition without an open transaction are not committed (only
+            # run_one acks, and only inside the partition's transaction, so these can only
+            # be acks Faust still holds from before a rebalance). Leaving them uncommitted
+            # is always safe: the partition's owner reads on from the last transactionally
+            # committed offset; failing the worker for them is not.
             if offsets:
                 log.info("partition %s: offsets without a transaction left uncommitted", partition)
             if self.store.dirty.get(partition):

@@ -63,15 +63,7 @@ class IdentifierSet:
         self.blocked = 0
 
     def add(self, namespace: str, value: Any) -> None:
-        cleaned: str | None
-        if type(value) is str:  # clean_identifier's common case, inline
-            text = value.strip()
-            if len(text) <= _MAX_BLOCKED_CHARS and text.lower() in BLOCKED_VALUES:
-                cleaned = None
-            else:
-                cleaned = text.lower() if namespace == "email" else text
-        else:
-            cleaned = clean_identifier(namespace, value)
+        cleaned = clean_identifier(namespace, value)
         if cleaned is None:
             self.blocked += 1
         elif namespace not in self.values:
