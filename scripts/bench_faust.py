@@ -137,20 +137,6 @@ async def relay(bootstrap: str, src: str, dst: str, n: int) -> None:
         await producer.stop()
 
 
-async def delete_topics(bootstrap: str, prefixes: tuple[str, ...]) -> None:
-    """Deletes this run's topics (its data would only slow the broker's next start)."""
-    from aiokafka.admin import AIOKafkaAdminClient
-
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        doomed = [t for t in await admin.list_topics() if t.startswith(prefixes)]
-        for start in range(0, len(doomed), 100):
-            await admin.delete_topics(doomed[start : start + 100], timeout_ms=30000)
-    finally:
-        await admin.close()
-
-
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--records", type=int, default=50_000)
@@ -236,7 +222,11 @@ def main() -> int:
         for p in procs:
             p.terminate()
             p.wait(30)
-        asyncio.run(delete_topics(args.bootstrap, (f"{prefix}.", f"{prefix.replace('.', '-')}-")))
+        # this run's topics and the app's internal ones: they would only slow the next start
+        from tests.integration.kafka_helpers import delete_topics_matching
+
+        app_prefixes = (f"{prefix}.", f"{prefix.replace('.', '-')}-")
+        asyncio.run(delete_topics_matching(args.bootstrap, prefixes=app_prefixes))
     p50 = lats[len(lats) // 2] * 1000 if lats else float("nan")
     p99 = lats[int(len(lats) * 0.99)] * 1000 if lats else float("nan")
     print(

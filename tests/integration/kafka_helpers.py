@@ -174,18 +174,25 @@ SESSION_TOPICS: set[str] = set()
 SESSION_PREFIXES: set[str] = set()
 
 
-async def delete_session_topics(bootstrap: str) -> int:
-    """Deletes the topics named in SESSION_TOPICS or starting with a SESSION_PREFIXES entry;
-    how many. Best effort: the topics are disposable."""
-    if not SESSION_TOPICS and not SESSION_PREFIXES:
+async def delete_topics_matching(
+    bootstrap: str, names: Iterable[str] = (), prefixes: Iterable[str] = ()
+) -> int:
+    """Deletes the topics named in `names` or starting with one of `prefixes`; how many."""
+    wanted, starts = set(names), tuple(prefixes)
+    if not wanted and not starts:
         return 0
-    prefixes = tuple(SESSION_PREFIXES)
     async with admin_client(bootstrap) as admin:
         doomed = [
             name
             for name in await admin.list_topics()
-            if name in SESSION_TOPICS or (prefixes and name.startswith(prefixes))
+            if name in wanted or (starts and name.startswith(starts))
         ]
         for start in range(0, len(doomed), 100):
             await admin.delete_topics(doomed[start : start + 100], timeout_ms=30000)
     return len(doomed)
+
+
+async def delete_session_topics(bootstrap: str) -> int:
+    """Deletes this session's topics (SESSION_TOPICS, SESSION_PREFIXES). Best effort: the
+    topics are disposable."""
+    return await delete_topics_matching(bootstrap, SESSION_TOPICS, SESSION_PREFIXES)
