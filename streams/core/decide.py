@@ -174,6 +174,7 @@ def decide(
     shard: str = "",
     seen_retention: timedelta = SEEN_RETENTION,
     in_place: bool = False,
+    track_seen: bool = True,
 ) -> Decision | None:
     """Decides one normalized record; None when its event_id was already decided.
 
@@ -184,9 +185,14 @@ def decide(
     does not keep the unresolved form (it saves a copy per record). `raw` is carried into
     the outcome for dead letters; `shard` is the Faust partition (see
     `streams.core.dedup`).
+
+    `track_seen=False` is for a runtime that guarantees redelivery suppression itself and
+    never hands the same `event_id` in twice (the embedded runtime's committed read
+    position, see docs/decisions/stateful-rules.md): `seen` is then neither read nor
+    written, and the result is never None.
     """
     event_id = event.event_id
-    if previous_outcome(event_id, store, now) is not None:
+    if track_seen and previous_outcome(event_id, store, now) is not None:
         return None
     if not event.identifiers:
         rejection = Rejection(
@@ -200,7 +206,8 @@ def decide(
             rejection=rejection,
             raw=raw,
         )
-        remember_outcome(event.event_id, store, now, summary_of(outcome), seen_retention, shard)
+        if track_seen:
+            remember_outcome(event_id, store, now, summary_of(outcome), seen_retention, shard)
         return Decision(outcome)
 
     profile_id, links_made, conflicts, new_profile = resolve_links(event, store)
@@ -231,7 +238,8 @@ def decide(
             decided.triggered = triggered
             outcome = Outcome(_ACCEPTED, event_id, source, decided, None, raw, notes)
             summary = "triggered" if triggered else "accepted"
-    remember_outcome(event_id, store, now, summary, seen_retention, shard)
+    if track_seen:
+        remember_outcome(event_id, store, now, summary, seen_retention, shard)
     return _decision(outcome, tuple(conflicts), tuple(links_made), new_profile)
 
 

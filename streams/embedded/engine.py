@@ -16,8 +16,8 @@ from typing import Any, TextIO
 import orjson
 
 from streams.core.catalog import CATALOG_PROPS_TABLE, CATALOG_TYPES_TABLE, type_key
-from streams.core.decide import decide, decide_rejection, expire_state
-from streams.core.dedup import DEDUP_TABLE, SEEN_TABLE, dedup_digest, dedup_key
+from streams.core.decide import decide, expire_state
+from streams.core.dedup import DEDUP_TABLE, dedup_digest, dedup_key
 from streams.core.errors import Rejection
 from streams.core.identity import (
     IDENTITY_TABLE,
@@ -80,6 +80,7 @@ def _top_identifier(event: Event) -> tuple[str, str]:
 
 _ACCEPTED = OutcomeKind.ACCEPTED
 _DUPLICATE = OutcomeKind.DUPLICATE
+_REJECTED = OutcomeKind.REJECTED
 _EVENT_KIND = RecordKind.EVENT
 
 
@@ -308,9 +309,11 @@ class Engine:
         headers: dict[str, tuple[str, ...]] = {}
         batch_size = self.batch_size
         records: list[RawRecord] = []  # read, not decided yet
-        fresh: list[bool] = []  # whether each is past every position read before it
-        # The furthest position read so far: a record past it (and so past the committed
-        # one) has not been decided by any transaction yet (see `_prefetch`).
+        # The furthest position read: readers number lines in increasing order, so a record
+        # at or before it (at or before the committed position, or read before in this
+        # run) is a line read again, already decided. This position ledger is the embedded
+        # runtime's redelivery suppression: the core's `seen` table is not used here (see
+        # docs/decisions/stateful-rules.md, "Redelivery").
         furthest = (done_member, done_line)
         try:
             for item in reader:
@@ -336,19 +339,15 @@ class Engine:
                         (row.dialect.value, upload_id),
                     )
                 position = (member_index, raw.source.line)
-                if position <= (done_member, done_line):
-                    continue  # committed before a crash or restart
+                if position <= furthest:
+                    continue  # decided already: committed before a restart, or read twice
+                furthest = position
                 progress.read += 1
                 records.append(raw)
-                if position > furthest:
-                    fresh.append(True)
-                    furthest = position
-                else:
-                    fresh.append(False)
                 batch.last_position = position
                 if len(records) >= batch_size:
-                    self._decide_batch(records, fresh, batch, settings, counts, headers, clock)
-                    records, fresh = [], []
+                    self._decide_batch(records, batch, settings, counts, headers, clock)
+                    records = []
                     if (
                         batch.decided >= self.commit_records
                         or time.monotonic() - batch.started >= self.commit_seconds
@@ -360,10 +359,10 @@ class Engine:
                         if self._stop.is_set():
                             return "interrupted"  # resumes after this batch on the next start
         except FatalUpload as fatal:
-            self._decide_batch(records, fresh, batch, settings, counts, headers, clock)
+            self._decide_batch(records, batch, settings, counts, headers, clock)
             self._commit(row, batch, counts, warnings, failed)
             return self._finish(row, counts, warnings, failed, fatal.rejection, clock)
-        self._decide_batch(records, fresh, batch, settings, counts, headers, clock)
+        self._decide_batch(records, batch, settings, counts, headers, clock)
         self._commit(row, batch, counts, warnings, failed)
         progress.decided = counts.records
         counts.failed_members = len(failed)
@@ -372,7 +371,6 @@ class Engine:
     def _decide_batch(
         self,
         records: list[RawRecord],
-        fresh: list[bool],
         batch: _Batch,
         settings: AccountSettings,
         counts: UploadCounts,
@@ -384,7 +382,8 @@ class Engine:
         One `now` per call: every record of a decision batch (`batch_size` records, well
         under a second of work) is decided at the time the batch starts, and the commit's
         expiry pass uses the last such time. The time window (stateless) uses
-        `received_at`, not `now`.
+        `received_at`, not `now`. Every record here is decided for the first time (see
+        `process`), so `decide` runs without the `seen` table.
         """
         now = batch.now = clock()
         if not records:
@@ -392,21 +391,18 @@ class Engine:
         batch.decided += len(records)
         store = self.store
         results = [normalize(raw) for raw in records]
-        event_ids = [
-            result.event_id if type(result) is Event else make_event_id(raw.source)
-            for raw, result in zip(records, results, strict=True)
-        ]
-        self._prefetch(results, event_ids, fresh, settings)
+        self._prefetch(results, settings)
         outputs = self.outputs
         accepted_lines: list[bytes] = []
         trigger_lines: list[bytes] = []
         accepted = duplicate = triggered = 0
-        for raw, result, event_id in zip(records, results, event_ids, strict=True):
-            outcome: Outcome | None
+        for raw, result in zip(records, results, strict=True):
+            outcome: Outcome
             if type(result) is Event:
-                decision = decide(result, store, now, settings, raw=raw.payload, in_place=True)
-                if decision is None:
-                    continue  # redelivered: decided once already
+                decision = decide(
+                    result, store, now, settings, raw=raw.payload, in_place=True, track_seen=False
+                )
+                assert decision is not None  # only None for a redelivery, with track_seen
                 outcome = decision.outcome
                 if decision.conflicts:
                     for conflict in decision.conflicts:
@@ -425,11 +421,10 @@ class Engine:
                     continue
             else:
                 assert isinstance(result, Rejection)
-                outcome = decide_rejection(
-                    event_id, raw.source, result, store, now, raw=raw.payload
-                )
-                if outcome is None:
-                    continue  # redelivered: decided once already
+                outcome = Outcome(
+                    _REJECTED, make_event_id(raw.source), raw.source, rejection=result,
+                    raw=raw.payload,
+                )  # fmt: skip
             self._reject(raw, outcome, batch, counts, headers)
         counts.records += accepted + duplicate
         counts.accepted += accepted
@@ -446,32 +441,15 @@ class Engine:
         # written a decision batch at a time, never held until its commit.
         outputs.write_pending(sync=False)
 
-    def _prefetch(
-        self,
-        results: list[Event | Rejection],
-        event_ids: list[str],
-        fresh: list[bool],
-        settings: AccountSettings,
-    ) -> None:
+    def _prefetch(self, results: list[Event | Rejection], settings: AccountSettings) -> None:
         """Loads every state key the batch's decisions will read, one query per table.
 
         Keys not found are remembered as absent, so deciding the batch reads no row one
-        at a time. `seen` is not queried for a fresh record: one past both the committed
-        position and the previous record of this run. Its seen entry cannot exist — the
-        entry would have been written by deciding this very record (its event id names
-        the upload, member and line), and a decision commits in the same transaction as a
-        position at or after it. The dedup digests depend on the profile, predicted from
-        the prefetched links; a digest mispredicted (a link made earlier in the batch) is
-        read on its own when decided.
+        at a time. The dedup digests depend on the profile, predicted from the prefetched
+        links; a digest mispredicted (a link made earlier in the batch) is read on its own
+        when decided.
         """
         store = self.store
-        store.mark_absent(
-            SEEN_TABLE, [event_id for event_id, new in zip(event_ids, fresh, strict=True) if new]
-        )
-        store.prefetch(
-            SEEN_TABLE,
-            [event_id for event_id, new in zip(event_ids, fresh, strict=True) if not new],
-        )
         events = [result for result in results if type(result) is Event]
         identity: list[str] = []
         types: list[str] = []
