@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -10,10 +11,10 @@ from typing import Any
 
 from streams.core.errors import Rejection
 from streams.core.feedback import RejectedRow, feedback_file
-from streams.core.normalize import normalize
+from streams.core.normalize import normalize, verdicts_only
 from streams.core.records import Dialect, OutcomeKind, RawRecord, SourceKind
 from streams.core.status import UploadCounts, final_status
-from streams.embedded.engine import FatalUpload, MemberFailure, PlanWarning, UploadRow
+from streams.embedded.engine import FatalUpload, Item, MemberFailure, PlanWarning, UploadRow
 from tidegate.files import read_upload
 
 MAX_REPORTED_ERRORS = 1_000_000
@@ -81,11 +82,25 @@ def validate_path(
     )
     report = Report()
     headers: dict[str, tuple[str, ...]] = {}
+    try:
+        with verdicts_only():  # only the verdict is needed: no event id is computed
+            _validate_items(read_upload(row), report, headers, rejected_rows)
+    except FatalUpload as fatal:
+        report.fatal = fatal.rejection
+    return report
+
+
+def _validate_items(
+    items: Iterator[Item],
+    report: Report,
+    headers: dict[str, tuple[str, ...]],
+    rejected_rows: list[RejectedRow] | None,
+) -> None:
     counts = report.counts
     accepted = 0  # counted here, added to the report at the end (the common case)
     dialect_seen: Dialect | None = None
     try:
-        for item in read_upload(row):
+        for item in items:
             if type(item) is tuple:
                 raw = item[1]
                 if raw.source.dialect is not dialect_seen:
@@ -94,8 +109,7 @@ def validate_path(
                         report.dialects.append(dialect_seen.value)
                 if raw.fields is not None:
                     headers[raw.source.member or raw.source.file] = tuple(raw.fields)
-                # Only the verdict is needed: no event id is computed.
-                result = normalize(raw, event_id=False)
+                result = normalize(raw)
                 if isinstance(result, Rejection):
                     _reject(raw, result, report, headers, rejected_rows)
                 else:
@@ -113,12 +127,9 @@ def validate_path(
                         "message": item.rejection.message,
                     }
                 )
-    except FatalUpload as fatal:
-        report.fatal = fatal.rejection
     finally:
         counts.records += accepted
         counts.accepted += accepted
-    return report
 
 
 def _reject(

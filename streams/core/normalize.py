@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import orjson
@@ -43,18 +45,26 @@ _loads = orjson.loads
 _JSONDecodeError = orjson.JSONDecodeError
 
 
+@contextmanager
+def verdicts_only() -> Iterator[None]:
+    """Inside it, `normalize` leaves every Event's `event_id` empty instead of hashing it:
+    for callers that only want the verdict (`tidegate validate`), set once per run."""
+    token = WANT_EVENT_ID.set(False)
+    try:
+        yield
+    finally:
+        WANT_EVENT_ID.reset(token)
+
+
 def normalize(raw: RawRecord, *, event_id: bool = True) -> Event | Rejection:
     """Maps one raw record through its dialect and every stateless rule.
 
-    `event_id=False` is for callers that only want the verdict (`tidegate validate`): the
-    Event's `event_id` is then left empty instead of computed.
+    `event_id=False` is `verdicts_only()` for one record: the Event's `event_id` is then
+    left empty instead of computed.
     """
     if not event_id:
-        token = WANT_EVENT_ID.set(False)
-        try:
+        with verdicts_only():
             return normalize(raw)
-        finally:
-            WANT_EVENT_ID.reset(token)
     if raw.framing_error is not None:
         return raw.framing_error
     dialect = raw.source.dialect
