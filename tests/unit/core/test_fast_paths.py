@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
-from urllib.parse import urlsplit
 
 import orjson
 import pytest
@@ -13,7 +12,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from streams.core.decide import decide
-from streams.core.dialects import zeta
 from streams.core.identifiers import BLOCKED_VALUES, clean_identifier, identifier_text
 from streams.core.identity import (
     IDENTITY_TABLE,
@@ -98,15 +96,6 @@ def test_dump_event_names_every_field() -> None:
     document = orjson.loads(dump_event(event))
     assert list(document) == [f.name for f in dataclasses.fields(Event)]
     assert list(document["source"]) == [f.name for f in dataclasses.fields(Source)]
-
-
-@given(st.text(alphabet=st.sampled_from(list("hHtTpPsS:/?#@[]\t\r\n .-_aé\x00")), max_size=16))
-@settings(max_examples=500)
-def test_url_fast_path_agrees_with_urlsplit(tail: str) -> None:
-    for value in (tail, f"http://{tail}", f"https://{tail}", f" https://{tail} "):
-        if zeta._PLAIN_HTTP_URL.fullmatch(value.strip()) is not None:
-            parts = urlsplit(value.strip())
-            assert parts.scheme in ("http", "https") and parts.netloc
 
 
 @given(st.one_of(st.text(max_size=12), st.sampled_from(sorted(BLOCKED_VALUES))))

@@ -81,6 +81,12 @@ def test_resource_fields_are_validated() -> None:
     assert code_of(Z, {**BASE, "resource_type": ""}) == "invalid_field"
 
 
+def test_url_that_cannot_be_parsed_is_invalid_field() -> None:
+    # urlsplit raises on an unclosed IPv6 bracket; the line is rejected, not the upload.
+    for url in ("https://[", "http://[::1", "https://]x["):
+        assert code_of(Z, {**BASE, "url": url}) == "invalid_field"
+
+
 def test_other_keys_go_to_properties_with_nesting_kept() -> None:
     cart = [{"item_name": "Shoes", "price": 123.99}]
     event = accepted(Z, {**BASE, "shopping_cart_items": cart, "keywords": ["a"]})
