@@ -47,11 +47,13 @@ from streams.embedded.sinks import OutputFiles
 from streams.embedded.store import SqliteStateStore
 
 DB_NAME = "tidegate.db"
-# A transaction commits the decisions of at least this many records, or of this long,
-# whichever comes first (and always at the end of an upload): a commit writes every state
-# page the records touched, so fewer, larger commits write far less.
-COMMIT_RECORDS = 50_000
-COMMIT_SECONDS = 1.0
+# A transaction commits the decisions of this many records, or of this long, whichever
+# comes first (and always at the end of an upload): a commit writes every state page the
+# records touched, and dedup digests are random keys, so fewer, larger commits write far
+# less (measured: 100k / 5 s against 50k / 1 s, 8 % less CPU on a 500k-line import). A
+# crash redoes at most one commit's worth of decisions; the outputs are cut back to match.
+COMMIT_RECORDS = 100_000
+COMMIT_SECONDS = 5.0
 # The engine's connection: a page cache that holds the hot state (SQLite's default is
 # 2 MiB), temporary b-trees in memory, and WAL checkpoints every ~64 MiB rather than every
 # 4 MiB (each one syncs the database file).
@@ -348,6 +350,7 @@ class Engine:
                 if len(records) >= batch_size:
                     self._decide_batch(records, batch, settings, counts, headers, clock)
                     records = []
+                    progress.decided = counts.records  # decided; committed with the batch
                     if (
                         batch.decided >= self.commit_records
                         or time.monotonic() - batch.started >= self.commit_seconds

@@ -1,13 +1,10 @@
-"""The embedded runtime's SQLite schema: state, upload ledger, rejections, API inbox, sinks."""
+"""The embedded runtime's SQLite schema: upload ledger, rejections, API inbox, sinks (state tables: store.py)."""
 
 from __future__ import annotations
 
 import sqlite3
 
 SCHEMA = """
-CREATE TABLE IF NOT EXISTS state (
-    tbl TEXT NOT NULL, key TEXT NOT NULL, value BLOB NOT NULL, PRIMARY KEY (tbl, key)
-) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS uploads (
     upload_id TEXT PRIMARY KEY,
     seq INTEGER NOT NULL,

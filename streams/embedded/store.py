@@ -1,4 +1,4 @@
-"""The core's StateStore on SQLite: a read cache and a write-behind overlay flushed per batch."""
+"""The core's StateStore on SQLite: one table per core table, a read cache and a write-behind overlay."""
 
 from __future__ import annotations
 
@@ -15,6 +15,22 @@ _DELETED = object()
 PREFETCH_CHUNK = 900
 
 
+def table_name(table: str) -> str:
+    """The SQLite table holding one core table: `st_<name>`, for names made of [a-z0-9_]."""
+    if not table or not all(c.isalnum() or c == "_" for c in table) or not table.isascii():
+        raise ValueError(f"not a state table name: {table!r}")
+    return f"st_{table}"
+
+
+def _decode(value: Any) -> Any:
+    # Integers are stored as SQLite integers, everything else as orjson text (see `flush`).
+    return value if type(value) is int else orjson.loads(value)
+
+
+def _encode(value: Any) -> Any:
+    return value if type(value) is int else orjson.dumps(value)
+
+
 class SqliteStateStore:
     """Reads through to SQLite; writes stay in memory until `flush` inside the batch's transaction.
 
@@ -22,6 +38,11 @@ class SqliteStateStore:
     crash roll state and outputs back together. Pending writes are in the read cache as well
     (a deleted key as None), so a read is one dictionary lookup; the cache is only cleared
     when nothing is pending.
+
+    Each core table is its own SQLite table (`st_<name>`, key TEXT PRIMARY KEY, WITHOUT
+    ROWID): rows carry no table name, so more of them fit a page and an upsert of random
+    keys (dedup digests) touches fewer pages; integer values (dedup expiries, counts) are
+    stored as SQLite integers, not JSON.
 
     `prefetch` loads many keys of a table with one query per chunk and caches the keys it
     does not find as absent, so that a batch's decisions read no row one at a time.
@@ -32,6 +53,44 @@ class SqliteStateStore:
         self._cache: dict[tuple[str, str], Any] = {}
         self._dirty: dict[tuple[str, str], Any] = {}
         self._cache_limit = cache_limit
+        self._tables: dict[str, str] = {}  # core table -> SQLite table known to exist
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Moves rows of the single `state` table that data directories before per-table
+        storage used into the per-table form (once; the old table is dropped)."""
+        conn = self._conn
+        old = conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'state'"
+        ).fetchone()
+        if old is None:
+            return
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for (table,) in conn.execute("SELECT DISTINCT tbl FROM state").fetchall():
+                name = self._sql_table(table)
+                conn.execute(
+                    f"INSERT OR REPLACE INTO {name} (key, value) "
+                    "SELECT key, value FROM state WHERE tbl = ?",
+                    (table,),
+                )
+            conn.execute("DROP TABLE state")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            self._tables.clear()
+            raise
+
+    def _sql_table(self, table: str) -> str:
+        name = self._tables.get(table)
+        if name is None:
+            name = table_name(table)
+            self._conn.execute(
+                f"CREATE TABLE IF NOT EXISTS {name} "
+                "(key TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID"
+            )
+            self._tables[table] = name
+        return name
 
     def get(self, table: str, key: str) -> Any | None:
         # The cache holds pending writes too (see `put`): one lookup answers.
@@ -39,9 +98,9 @@ class SqliteStateStore:
         value = self._cache.get(slot, _MISSING)
         if value is _MISSING:
             row = self._conn.execute(
-                "SELECT value FROM state WHERE tbl = ? AND key = ?", slot
+                f"SELECT value FROM {self._sql_table(table)} WHERE key = ?", (key,)
             ).fetchone()
-            value = self._cache[slot] = orjson.loads(row[0]) if row else None
+            value = self._cache[slot] = _decode(row[0]) if row else None
         return value
 
     def put(self, table: str, key: str, value: Any) -> None:
@@ -60,19 +119,16 @@ class SqliteStateStore:
         wanted = sorted({key for key in keys if (table, key) not in cache})
         if not wanted:
             return
-        loads = orjson.loads
         execute = self._conn.execute
+        name = self._sql_table(table)
         for start in range(0, len(wanted), PREFETCH_CHUNK):
             chunk = wanted[start : start + PREFETCH_CHUNK]
             for key in chunk:
                 cache[(table, key)] = None
             marks = ",".join("?" * len(chunk))
-            rows = execute(
-                f"SELECT key, value FROM state WHERE tbl = ? AND key IN ({marks})",
-                (table, *chunk),
-            ).fetchall()
-            for key, value in rows:
-                cache[(table, key)] = loads(value)
+            rows = execute(f"SELECT key, value FROM {name} WHERE key IN ({marks})", chunk)
+            for key, value in rows.fetchall():
+                cache[(table, key)] = _decode(value)
 
     def mark_absent(self, table: str, keys: Iterable[str]) -> None:
         """Caches `keys` as absent without reading them: for keys the caller knows no
@@ -88,21 +144,30 @@ class SqliteStateStore:
         if not self._dirty:
             return
         dirty = self._dirty
-        dumps = orjson.dumps
-        # In key order: neighbouring keys share B-tree pages. Rows are serialized as they
-        # are bound (a generator): orjson's results keep their whole output buffer
-        # (kilobytes each), so a commit's worth of them at once would weigh far more than
-        # their text.
-        slots = sorted(dirty)
-        upserts = ((t, k, dumps(dirty[t, k])) for t, k in slots if dirty[t, k] is not _DELETED)
-        self._conn.executemany(
-            "INSERT INTO state (tbl, key, value) VALUES (?, ?, ?) "
-            "ON CONFLICT (tbl, key) DO UPDATE SET value = excluded.value",
-            upserts,
-        )
-        deletes = [slot for slot in slots if dirty[slot] is _DELETED]
-        if deletes:
-            self._conn.executemany("DELETE FROM state WHERE tbl = ? AND key = ?", deletes)
+        by_table: dict[str, list[str]] = {}
+        for table, key in dirty:
+            by_table.setdefault(table, []).append(key)
+        executemany = self._conn.executemany
+        for table, keys in by_table.items():
+            name = self._sql_table(table)
+            # In key order: neighbouring keys share B-tree pages. Rows are serialized as
+            # they are bound (a generator): orjson's results keep their whole output
+            # buffer (kilobytes each), so a commit's worth of them at once would weigh far
+            # more than their text.
+            keys.sort()
+            upserts = (
+                (key, _encode(value))
+                for key in keys
+                if (value := dirty[table, key]) is not _DELETED
+            )
+            executemany(
+                f"INSERT INTO {name} (key, value) VALUES (?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                upserts,
+            )
+            deletes = [(key,) for key in keys if dirty[table, key] is _DELETED]
+            if deletes:
+                executemany(f"DELETE FROM {name} WHERE key = ?", deletes)
         self._dirty.clear()
         if len(self._cache) > self._cache_limit:
             self._cache.clear()  # only ever with nothing pending: the cache holds those
