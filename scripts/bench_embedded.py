@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -42,7 +43,20 @@ def floor(path: Path) -> float:
     return lines / (time.perf_counter() - start)
 
 
-def run_import(path: Path, lines: int) -> tuple[float, int]:
+def dedup_bytes_per_key(db: Path) -> tuple[float, int]:
+    """On-disk bytes of the dedup state (the `dedup` table and its expiry index, pages as
+    SQLite's dbstat counts them) per dedup key, and the number of keys."""
+    conn = sqlite3.connect(db)
+    try:
+        sizes = dict(conn.execute("SELECT name, SUM(pgsize) FROM dbstat GROUP BY name"))
+        keys = conn.execute("SELECT COUNT(*) FROM st_dedup").fetchone()[0]
+    finally:
+        conn.close()
+    total = sizes.get("st_dedup", 0) + sizes.get("st_dedup_expiry", 0)
+    return total / max(keys, 1), keys
+
+
+def run_import(path: Path, lines: int) -> tuple[float, int, tuple[float, int]]:
     with tempfile.TemporaryDirectory() as data:
         cmd = [
             sys.executable,
@@ -69,7 +83,7 @@ def run_import(path: Path, lines: int) -> tuple[float, int]:
             raise SystemExit(f"import failed: {status}")
         report = orjson.loads(out.read_bytes())
         assert report["counts"]["records"] == lines, report
-        return lines / elapsed, usage.ru_maxrss
+        return lines / elapsed, usage.ru_maxrss, dedup_bytes_per_key(Path(data) / "tidegate.db")
 
 
 def main() -> None:
@@ -83,12 +97,12 @@ def main() -> None:
         rates, floors, peaks = [], [], []
         for _ in range(args.runs):
             floors.append(floor(path))
-            rate, peak = run_import(path, args.lines)
+            rate, peak, (per_key, keys) = run_import(path, args.lines)
             rates.append(rate)
             peaks.append(peak)
         small = Path(tmp) / "small.jsonl"
         write(small, args.lines // 10)
-        small_rate, small_peak = run_import(small, args.lines // 10)
+        small_rate, small_peak, _ = run_import(small, args.lines // 10)
         small.unlink()
     median_rate, median_floor = statistics.median(rates), statistics.median(floors)
     print(f"lines: {args.lines:,}  runs: {args.runs}")
@@ -102,6 +116,7 @@ def main() -> None:
         f"{small_peak / 1024:.0f} MiB for {args.lines // 10:,} lines "
         f"({small_rate:,.0f} ev/s)"
     )
+    print(f"dedup state on disk: {per_key:.0f} B per key ({keys:,} keys, table + expiry index)")
 
 
 if __name__ == "__main__":
