@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -126,8 +127,22 @@ def _print_summary(data: dict[str, Any], name: str, limit: int = 20) -> None:
         print(f"  ... and {len(errors) - limit} more (use --json for all)")
 
 
+# Cyclic-GC thresholds for the data commands: the pipelines allocate millions of small
+# acyclic objects (records, dicts) while holding large state caches, so the default
+# thresholds (700, 10, 10) run full collections that walk those caches over and over:
+# ~12 % of a 200k-line import's CPU (measured with the collector off). Cycles are still
+# collected, just in larger steps.
+GC_THRESHOLDS = (100_000, 50, 100)
+
+
+def tune_gc() -> None:
+    gc.set_threshold(*GC_THRESHOLDS)
+    gc.freeze()  # what is loaded by now (modules, tables) is never garbage: never scan it
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    tune_gc()
     commands: dict[str, Callable[[argparse.Namespace], int]] = {
         "validate": cmd_validate,
         "import": _lazy("tidegate.commands", "cmd_import"),
