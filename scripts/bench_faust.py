@@ -29,6 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from streams import topics as T  # noqa: E402
+from streams.agents import outcome_records  # noqa: E402
 
 PARTITIONS = 8
 
@@ -98,12 +99,12 @@ async def count_until(
             now = time.time()
             for recs in batch.values():
                 for r in recs:
-                    key = (
-                        dict(r.headers).get("event_id", r.value[:80])
-                        if r.headers
-                        else r.value[:120]
-                    )
-                    arrived.setdefault(key, now)
+                    if r.headers:
+                        arrived.setdefault(dict(r.headers).get("event_id", r.value[:80]), now)
+                        continue
+                    # the outcomes topic: one message per upload and batch, listing records
+                    for outcome in outcome_records(orjson.loads(r.value)):
+                        arrived.setdefault(outcome["event_id"].encode(), now)
     finally:
         await consumer.stop()
     return arrived
