@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -84,16 +84,32 @@ async def produce(bootstrap: str, topic: str, docs: list[bytes], rate: float = 0
 
 
 async def count_until(
-    bootstrap: str, topic: str, n: int, timeout: float = 900
+    bootstrap: str,
+    topic: str,
+    n: int,
+    timeout: float = 900,
+    from_end: bool = False,
+    ready: asyncio.Event | None = None,
 ) -> dict[bytes, float]:
+    """Arrival time of each record (by event id) read from `topic` (read_committed) until
+    `n` have arrived. `from_end`: only records written after the start; `ready` is set
+    once the consumer is positioned (the latency run starts producing only then, so the
+    reader's start-up is not counted as latency)."""
     consumer = AIOKafkaConsumer(
-        topic,
         bootstrap_servers=bootstrap,
         auto_offset_reset="earliest",
         isolation_level="read_committed",
         enable_auto_commit=False,
     )
     await consumer.start()
+    tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+    consumer.assign(tps)
+    if from_end:
+        await consumer.seek_to_end(*tps)
+    for tp in tps:
+        await consumer.position(tp)
+    if ready is not None:
+        ready.set()
     arrived: dict[bytes, float] = {}
     deadline = time.monotonic() + timeout
     try:
@@ -206,7 +222,11 @@ def main() -> int:
         lat_docs = [raw_doc(10_000_000 + i, "lat", now) for i in range(n_lat)]
 
         async def latency() -> list[float]:
-            reader = asyncio.create_task(count_until(args.bootstrap, T.TRIGGERS, len(docs) + n_lat))
+            ready = asyncio.Event()
+            reader = asyncio.create_task(
+                count_until(args.bootstrap, T.TRIGGERS, n_lat, from_end=True, ready=ready)
+            )
+            await ready.wait()
             sent = await produce(args.bootstrap, T.RAW, lat_docs, rate=args.rate)
             arrived = await reader
             out = []
