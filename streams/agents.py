@@ -46,6 +46,10 @@ DEBUG = bool(os.environ.get("TIDEGATE_DEBUG_EOS"))
 FATAL_EXIT_CODE = 70  # a transaction could not be committed: restart (see `fatal`)
 PRODUCER_LINGER_MS = int(os.environ.get("TIDEGATE_PRODUCER_LINGER_MS", "5"))
 PRODUCER_BATCH_BYTES = int(os.environ.get("TIDEGATE_PRODUCER_BATCH_BYTES", str(512 * 1024)))
+# at most this many records of the decide agent are worked on together (fewer when the
+# stream has no more queued); an outcomes message lists at most this many records
+DECIDE_BATCH = int(os.environ.get("TIDEGATE_BATCH", "1000"))
+STATUS_BATCH = 256
 
 
 @dataclass(slots=True)
@@ -54,40 +58,90 @@ class Out:
 
     topic: str
     key: bytes
-    value: bytes
+    value: bytes | None  # None: a tombstone (changelogs)
     headers: list[tuple[str, bytes]] = field(default_factory=list)
 
 
-def _outcome_message(
-    upload_id: str,
-    event_id: str,
-    account: str,
-    outcome: str,
-    code: str | None,
-    triggered: bool,
-    profile_id: str | None,
-) -> Out:
-    value = orjson.dumps(
+class Tally:
+    """The outcomes of one batch of a partition, per upload: one `outcomes` message per
+    upload and batch instead of one message per record. Each message carries the upload's
+    counts for the batch (what the status agent adds up) and every record's outcome
+    `[event_id, outcome, code, triggered, profile_id]` (the ledger: exactly one entry per
+    record, in the same transaction as the record's outputs and input offset)."""
+
+    __slots__ = ("uploads",)
+
+    def __init__(self) -> None:
+        self.uploads: dict[str, tuple[str, UploadCounts, list[list[Any]]]] = {}
+
+    def add(
+        self,
+        upload_id: str,
+        event_id: str,
+        account: str,
+        outcome: OutcomeKind,
+        code: str | None,
+        triggered: bool,
+        profile_id: str | None,
+    ) -> None:
+        entry = self.uploads.get(upload_id)
+        if entry is None:
+            entry = self.uploads[upload_id] = (account, UploadCounts(), [])
+        entry[1].count(outcome, code, triggered)
+        entry[2].append([event_id, outcome.value, code, triggered, profile_id])
+
+    def __len__(self) -> int:
+        return sum(len(records) for _, _, records in self.uploads.values())
+
+    def messages(self) -> list[Out]:
+        out = [
+            Out(
+                T.OUTCOMES,
+                upload_id.encode(),
+                orjson.dumps(
+                    {
+                        "type": "outcomes",
+                        "upload_id": upload_id,
+                        "account": account,
+                        "counts": counts_dict(counts),
+                        "records": records,
+                    }
+                ),
+            )
+            for upload_id, (account, counts, records) in self.uploads.items()
+        ]
+        self.uploads.clear()
+        return out
+
+
+def outcome_records(message: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The per-record outcomes of one message of the outcomes topic (consumers, tests)."""
+    if message.get("type") == "outcome":  # one record per message (before batching)
+        return [dict(message)]
+    if message.get("type") != "outcomes":
+        return []
+    upload_id, account = message.get("upload_id"), message.get("account")
+    return [
         {
             "type": "outcome",
             "upload_id": upload_id,
-            "event_id": event_id,
             "account": account,
+            "event_id": event_id,
             "outcome": outcome,
             "code": code,
             "triggered": triggered,
             "profile_id": profile_id,
         }
-    )
-    return Out(T.OUTCOMES, upload_id.encode(), value)
+        for event_id, outcome, code, triggered, profile_id in message.get("records") or []
+    ]
 
 
-def outputs_of(outcome: Outcome, conflicts: list[bytes]) -> list[Out]:
-    """The messages one decided record publishes (accepted/triggers/deadletter + outcome)."""
+def outputs_of(outcome: Outcome, conflicts: list[bytes], tally: Tally, out: list[Out]) -> None:
+    """Appends the messages one decided record publishes (accepted/triggers/deadletter,
+    conflicts) to `out` and its outcome to `tally`."""
     source = outcome.source
     event = outcome.event
     account = source.account
-    out: list[Out] = []
     triggered = bool(event and event.triggered)
     profile_id = event.profile_id if event else None
     headers = [
@@ -107,24 +161,28 @@ def outputs_of(outcome: Outcome, conflicts: list[bytes]) -> list[Out]:
         out.append(Out(T.DEADLETTER, account.encode(), dump_outcome(outcome), hdrs))
     for conflict in conflicts:
         out.append(Out(T.CONFLICTS, account.encode(), conflict, headers))
-    out.append(
-        _outcome_message(
-            source.upload_id,
-            outcome.event_id,
-            account,
-            outcome.kind.value,
-            str(outcome.code) if outcome.code else None,
-            triggered,
-            profile_id,
-        )
+    tally.add(
+        source.upload_id,
+        outcome.event_id,
+        account,
+        outcome.kind,
+        str(outcome.code) if outcome.code else None,
+        triggered,
+        profile_id,
     )
-    return out
 
 
 def decide_raw(
-    raw: RawRecord, store: FaustStore, now: datetime, settings: AccountSettings, shard: str
-) -> list[Out]:
-    """normalize → decide (identity, catalog, dedup, trigger), all in the core."""
+    raw: RawRecord,
+    store: FaustStore,
+    now: datetime,
+    settings: AccountSettings,
+    shard: str,
+    tally: Tally,
+    out: list[Out],
+) -> None:
+    """normalize → decide (identity, catalog, dedup, trigger), all in the core; the
+    record's outputs go to `out`, its outcome to `tally`."""
     result = normalize(raw)
     conflicts: list[bytes] = []
     outcome: Outcome | None
@@ -138,13 +196,15 @@ def decide_raw(
         if decision is not None:
             conflicts = [orjson.dumps(c, option=DUMPS_OPTIONS) for c in decision.conflicts]
     if outcome is None:
-        return []  # a redelivery: decided once already, nothing is published again
-    return outputs_of(outcome, conflicts)
+        return  # a redelivery: decided once already, nothing is published again
+    outputs_of(outcome, conflicts, tally, out)
 
 
-def failure_outputs(data: bytes, raw: RawRecord | None, error: BaseException) -> list[Out]:
-    """A record whose processing raised: a dead letter and a `rejected` outcome, so the
-    record still has exactly one outcome and the agent keeps running."""
+def failure_outputs(
+    data: bytes, raw: RawRecord | None, error: BaseException, tally: Tally
+) -> list[Out]:
+    """A record whose processing raised: a dead letter and a `rejected` outcome (in
+    `tally`), so the record still has exactly one outcome and the agent keeps running."""
     message = f"{type(error).__name__}: {error}"
     if raw is not None:
         source = raw.source
@@ -168,14 +228,9 @@ def failure_outputs(data: bytes, raw: RawRecord | None, error: BaseException) ->
             | raw_text(data)
         )
     hdrs = [("code", PROCESSING_ERROR.encode() if raw else b"invalid_payload")]
-    out = [Out(T.DEADLETTER, account.encode(), body, hdrs)]
     if raw is not None:
-        out.append(
-            _outcome_message(
-                upload_id, event_id, account, "rejected", PROCESSING_ERROR, False, None
-            )
-        )
-    return out
+        tally.add(upload_id, event_id, account, OutcomeKind.REJECTED, PROCESSING_ERROR, False, None)
+    return [Out(T.DEADLETTER, account.encode(), body, hdrs)]
 
 
 # --------------------------------------------------------------------------- upload status
@@ -200,7 +255,14 @@ def apply_upload_message(
         state["warnings"] = list(message.get("warnings") or [])
         state["failed_members"] = int(message.get("failed_members") or 0)
         state["fatal"] = message.get("fatal")
-    else:
+    elif message.get("type") == "outcomes":  # one batch's counts of the upload
+        counts = counts_from(state["counts"])
+        add = message["counts"]
+        for name in ("records", "accepted", "duplicate", "rejected", "triggered"):
+            setattr(counts, name, getattr(counts, name) + int(add.get(name, 0)))
+        counts.by_code.update(add.get("by_code") or {})
+        state["counts"] = counts_dict(counts)
+    else:  # one record's outcome (messages written before outcomes were batched)
         counts = counts_from(state["counts"])
         counts.count(
             OutcomeKind(message["outcome"]), message.get("code"), bool(message.get("triggered"))
@@ -237,6 +299,24 @@ def apply_upload_message(
 
 
 # --------------------------------------------------------------------------- transactions
+
+
+async def send_all(producer: Any, outs: list[Out], partition: int) -> None:
+    """Sends `outs` to partition `partition` of their topics as one record batch per topic
+    (a new one when a batch is full): no per-message future or accumulator call. The
+    delivery is not awaited here: the transaction's commit waits for every batch and fails
+    (fatally) if one failed; in at_least_once mode the offset commit comes after a flush."""
+    builders: dict[str, Any] = {}
+    for o in outs:
+        builder = builders.get(o.topic)
+        if builder is None:
+            builder = builders[o.topic] = producer.create_batch()
+        if builder.append(key=o.key, value=o.value, timestamp=None, headers=o.headers) is None:
+            await producer.send_batch(builder, o.topic, partition=partition)
+            builder = builders[o.topic] = producer.create_batch()
+            builder.append(key=o.key, value=o.value, timestamp=None, headers=o.headers)
+    for topic, builder in builders.items():
+        await producer.send_batch(builder, topic, partition=partition)
 
 
 def fatal(message: str, error: BaseException | None = None) -> None:
@@ -288,7 +368,7 @@ class ExactlyOnce:
         self.settled = asyncio.Event()  # cleared from a revocation until the assignment
         # last offset processed per input topic-partition: Faust drops queued events at a
         # rebalance and re-reads from the committed offset, so a record may come twice or
-        # after a gap (see run_one)
+        # after a gap (see run_batch)
         self.done: dict[Any, int] = {}
         self.generation = 0  # rebalances seen
         self.settled.set()
@@ -395,7 +475,7 @@ class ExactlyOnce:
         producer = self.producers.get(partition)
         if producer is None or partition not in self.open:
             # Offsets of a partition without an open transaction are not committed (only
-            # run_one acks, and only inside the partition's transaction, so these can only
+            # run_batch acks, and only inside the partition's transaction, so these can only
             # be acks Faust still holds from before a rebalance). Leaving them uncommitted
             # is always safe: the partition's owner reads on from the last transactionally
             # committed offset; failing the worker for them is not.
@@ -404,8 +484,9 @@ class ExactlyOnce:
             if self.store.dirty.get(partition):
                 raise RuntimeError(f"state for partition {partition} without its transaction")
             return
-        for topic, key, value in self.store.flush(partition):
-            await producer.send(topic, value, key=key, partition=partition)
+        changes = [Out(topic, key, value) for topic, key, value in self.store.flush(partition)]
+        if changes:
+            await send_all(producer, changes, partition)
         if offsets:
             if DEBUG:
                 log.warning(
@@ -422,6 +503,26 @@ class ExactlyOnce:
 # --------------------------------------------------------------------------- registration
 
 
+def bytes_schema() -> Any:
+    """A Faust schema whose events carry the message's key and value bytes as they are.
+
+    Faust's own schema, even with the raw serializer, runs every message through its
+    serializer registry and codecs (two lookups, two codec calls, exception handling);
+    the agents decode the bytes themselves (`topics.decode_raw`, orjson)."""
+    import faust
+
+    class BytesSchema(faust.Schema[bytes, bytes]):
+        def compile(self, app: Any, **_: Any) -> Any:
+            create_event = app.create_event
+
+            async def decode(message: Any, *, propagate: bool = False) -> Any:
+                return create_event(message.key, message.value, message.headers, message)
+
+            return decode
+
+    return BytesSchema(key_type=bytes, value_type=bytes)
+
+
 def register(
     app: Any,
     tables: Mapping[str, Any],
@@ -429,9 +530,9 @@ def register(
     clock: Clock,
 ) -> dict[str, Any]:
     """Defines the agents on `app`; `tables` holds every Faust table (state + uploads)."""
-    raw_topic = app.topic(T.RAW, key_type=bytes, value_type=bytes, value_serializer="raw")
-    outcomes_topic = app.topic(T.OUTCOMES, key_type=bytes, value_type=bytes, value_serializer="raw")
-    announce_topic = app.topic(T.ANNOUNCE, key_type=bytes, value_type=bytes, value_serializer="raw")
+    raw_topic = app.topic(T.RAW, schema=bytes_schema())
+    outcomes_topic = app.topic(T.OUTCOMES, schema=bytes_schema())
+    announce_topic = app.topic(T.ANNOUNCE, schema=bytes_schema())
     sources = frozenset({T.RAW, T.OUTCOMES, T.ANNOUNCE})
     store = FaustStore(tables)
     last_expired: dict[int, float] = {}
@@ -457,30 +558,31 @@ def register(
     async def publish(outs: list[Out], partition: int) -> None:
         """Every output goes to the SAME partition number as its input record, in that
         partition's transaction (all topics have the same partition count)."""
+        if not outs:
+            return
         if app.in_transaction:
-            producer = eos.producer_for(partition)
-            for o in outs:
-                await producer.send(
-                    o.topic, o.value, key=o.key, partition=partition, headers=o.headers or None
-                )
+            try:
+                await send_all(eos.producer_for(partition), outs, partition)
+            except Exception as error:  # the transaction cannot commit any more
+                fatal("sending a transaction's outputs failed", error)
             return
         # at_least_once: write-through (state first, then outputs; the offset after both)
         producer = await plain_producer()
-        for topic, key, value in store.flush(partition):
-            await producer.send(topic, value, key=key, partition=partition)
-        for o in outs:
-            await producer.send(
-                o.topic, o.value, key=o.key, partition=partition, headers=o.headers or None
-            )
+        changes = [Out(topic, key, value) for topic, key, value in store.flush(partition)]
+        await send_all(producer, changes + outs, partition)
 
     def install() -> None:
         if app.in_transaction:
             eos.install()
 
-    async def run_one(event: Any, work: Callable[[Any], Awaitable[None]]) -> None:
-        """One record's work and its ack, atomically with respect to commits (guard).
+    async def run_batch(
+        taken: list[tuple[Any, int]], work: Callable[[int, list[Any]], Awaitable[None]]
+    ) -> None:
+        """The work of a batch of records and their acks, atomically with respect to
+        commits (guard): `work(partition, events)` once per partition, in offset order.
+        `taken` holds each event with the rebalance generation at which it was taken.
 
-        Under exactly_once the record's partition must have an open transaction. During a
+        Under exactly_once a record's partition must have an open transaction. During a
         rebalance (after the final commit, before the new assignment) it has none: the
         record waits for the assignment, then is processed when its partition stayed ours,
         or left alone (unacked) when it moved; its new owner reads it from the committed
@@ -492,98 +594,137 @@ def register(
         acked without being processed again (else an outcome would be counted twice).
         Offsets of transactional inputs (outcomes) have gaps (commit markers): only a
         record held across a rebalance is checked for contiguity."""
-        message = event.message
-        partition = message.partition
-        generation = eos.generation
-        while True:
+        while taken:
+            waiting: list[tuple[Any, int]] = []
             async with guard:
-                if not app.in_transaction or partition in eos.open:
-                    done = eos.done.get(message.tp)
+                settled = eos.settled.is_set()
+                by_partition: dict[int, list[Any]] = {}
+                for event, generation in taken:
+                    message = event.message
+                    partition = message.partition
+                    if app.in_transaction and partition not in eos.open:
+                        if not settled:
+                            waiting.append((event, generation))
+                        continue  # not ours any more (or stopping): left alone
+                    tp = message.tp
+                    done = eos.done.get(tp)
                     if done is not None and message.offset <= done:
                         event.ack()  # processed (and committed) already: a re-delivery
-                        return
+                        continue
                     # taken before a rebalance that dropped the queued events: only the very
                     # next offset may go on; anything else comes again, in order, after the
                     # seek to the committed offsets
                     held = generation != eos.generation
                     if held and done is not None and message.offset != done + 1:
                         if DEBUG:
-                            log.warning("held %s: %s after %s", message.tp, message.offset, done)
-                        return
-                    await work(event)
-                    event.ack()
-                    eos.done[message.tp] = message.offset
-                    return
-                if eos.settled.is_set():
-                    return  # not ours any more (or stopping)
-            await eos.settled.wait()
+                            log.warning("held %s: %s after %s", tp, message.offset, done)
+                        continue
+                    eos.done[tp] = message.offset
+                    by_partition.setdefault(partition, []).append(event)
+                for partition, events in by_partition.items():
+                    await work(partition, events)
+                    for event in events:
+                        event.ack()
+            taken = waiting
+            if taken:
+                await eos.settled.wait()
+
+    def batch_queue(stream: Any) -> Any:
+        """The queue the stream's events come from (None: process each at once)."""
+        queue = getattr(getattr(stream, "channel", None), "queue", None)
+        return queue if callable(getattr(queue, "empty", None)) else None
+
+    async def run_stream(
+        stream: Any, work: Callable[[int, list[Any]], Awaitable[None]], limit: int
+    ) -> None:
+        """Iterates `stream.noack()` and hands the events to `run_batch` in batches: the
+        events taken so far are worked on as soon as no further event is queued (so an
+        event never waits for a later one) or `limit` are taken."""
+        install()
+        noack = stream.noack()
+        queue = batch_queue(noack)
+        taken: list[tuple[Any, int]] = []
+        async for event in noack.events():
+            taken.append((event, eos.generation))
+            if len(taken) >= limit or queue is None or queue.empty():
+                batch, taken = taken, []
+                await run_batch(batch, work)
 
     # Every agent iterates `stream.noack()`: Faust would otherwise ack each event it hands
-    # out, also one that run_one leaves alone during a rebalance (held, or not ours any
+    # out, also one that run_batch leaves alone during a rebalance (held, or not ours any
     # more), and a later commit could step past a record nobody processed. Acks are
-    # run_one's alone.
+    # run_batch's alone.
     @app.agent(raw_topic, concurrency=1, name="tidegate.decide")  # type: ignore[untyped-decorator]
     async def decide_agent(stream: Any) -> None:
-        install()
-        async for event in stream.noack().events():
-            await run_one(event, _decide_one)
+        await run_stream(stream, _decide_batch, DECIDE_BATCH)
 
-    async def _decide_one(event: Any) -> None:
-        partition = event.message.partition
+    async def _decide_batch(partition: int, events: list[Any]) -> None:
+        """Decides the events of one partition in offset order against the partition's
+        overlay (each sees the state written by the ones before it), then sends the
+        outputs and one outcomes message per upload together."""
         store.partition = partition
-        data: bytes = event.value
-        raw: RawRecord | None = None
-        outs: list[Out]
-        try:
-            raw = T.decode_raw(
-                data, partition=partition, offset=event.message.offset, default_time=clock()
-            )
-            outs = decide_raw(raw, store, clock(), settings_for(raw.source.account), str(partition))
-            # Expiry runs inside stream iteration, on the partition's own state.
-            mono = time.monotonic()
-            if mono - last_expired.get(partition, 0.0) >= EXPIRE_EVERY_SECONDS:
-                last_expired[partition] = mono
-                expire_state(store, clock(), shard=str(partition), max_buckets=64)
-        except Exception as error:  # never let an exception leave the agent
-            log.error("record failed: %s\n%s", error, traceback.format_exc())
+        shard = str(partition)
+        tally = Tally()
+        outs: list[Out] = []
+        for event in events:
+            data: bytes = event.value
+            raw: RawRecord | None = None
             try:
-                outs = failure_outputs(data, raw, error)
-            except Exception:  # pragma: no cover - last resort
-                log.exception("could not even dead-letter a record")
-                outs = []
+                now = clock()  # one processing time per record
+                raw = T.decode_raw(
+                    data, partition=partition, offset=event.message.offset, default_time=now
+                )
+                decide_raw(raw, store, now, settings_for(raw.source.account), shard, tally, outs)
+                # Expiry runs inside stream iteration, on the partition's own state.
+                mono = time.monotonic()
+                if mono - last_expired.get(partition, 0.0) >= EXPIRE_EVERY_SECONDS:
+                    last_expired[partition] = mono
+                    expire_state(store, now, shard=shard, max_buckets=64)
+            except Exception as error:  # never let an exception leave the agent
+                log.error("record failed: %s\n%s", error, traceback.format_exc())
+                try:
+                    outs.extend(failure_outputs(data, raw, error, tally))
+                except Exception:  # pragma: no cover - last resort
+                    log.exception("could not even dead-letter a record")
+        outs.extend(tally.messages())
         await publish(outs, partition)
 
     @app.agent(announce_topic, concurrency=1, name="tidegate.announce")  # type: ignore[untyped-decorator]
     async def announce_agent(stream: Any) -> None:
-        install()
-        async for event in stream.noack().events():
-            await run_one(event, _announce_one)
+        await run_stream(stream, _announce_batch, STATUS_BATCH)
 
-    async def _announce_one(event: Any) -> None:
-        try:
-            doc = orjson.loads(event.value)
-            upload_id = str(doc["upload_id"]).encode()
-        except Exception:
-            log.exception("bad announcement %r", event.value[:200])
-            return
-        # keyed by account like the raw records: same partition as their outcomes
-        message = Out(T.OUTCOMES, upload_id, orjson.dumps({**doc, "type": "announce"}))
-        await publish([message], event.message.partition)
+    async def _announce_batch(partition: int, events: list[Any]) -> None:
+        outs: list[Out] = []
+        for event in events:
+            try:
+                doc = orjson.loads(event.value)
+                upload_id = str(doc["upload_id"]).encode()
+            except Exception:
+                log.exception("bad announcement %r", event.value[:200])
+                continue
+            # keyed by account like the raw records: same partition as their outcomes
+            outs.append(Out(T.OUTCOMES, upload_id, orjson.dumps({**doc, "type": "announce"})))
+        await publish(outs, partition)
 
     @app.agent(outcomes_topic, concurrency=1, name="tidegate.status")  # type: ignore[untyped-decorator]
     async def status_agent(stream: Any) -> None:
-        install()
-        async for event in stream.noack().events():
-            await run_one(event, _status_one)
+        await run_stream(stream, _status_batch, STATUS_BATCH)
 
-    async def _status_one(event: Any) -> None:
-        partition = event.message.partition
+    async def _status_batch(partition: int, events: list[Any]) -> None:
         store.partition = partition
+        outs: list[Out] = []
+        for event in events:
+            final = _status_one(partition, event)
+            if final is not None:
+                outs.append(Out(T.STATUS, str(final["upload_id"]).encode(), orjson.dumps(final)))
+        await publish(outs, partition)
+
+    def _status_one(partition: int, event: Any) -> dict[str, Any] | None:
         try:
             message = orjson.loads(event.value)
             upload_id = str(message["upload_id"])
             if not upload_id:
-                return
+                return None
             previous = store.get(UPLOADS_TABLE, upload_id)
             if DEBUG and (message.get("type") == "announce" or previous is None):
                 log.warning(
@@ -598,9 +739,8 @@ def register(
             store.put(UPLOADS_TABLE, upload_id, state)
         except Exception:
             log.exception("bad outcome message %r", event.value[:200])
-            return
-        outs = [Out(T.STATUS, upload_id.encode(), orjson.dumps(final))] if final else []
-        await publish(outs, partition)
+            return None
+        return final
 
     return {
         "decide": decide_agent,

@@ -92,18 +92,23 @@ class FaustStore:
         overlay = self.dirty.pop(partition, None)
         if not overlay:
             return []
+        from rocksdict import WriteBatch
+
         out: list[tuple[str, bytes, bytes | None]] = []
         topics: dict[str, str] = {}
+        batches: dict[str, Any] = {}  # one RocksDB write per table, not one per key
         for (table, key), value in overlay.items():
-            db = self._db(table, partition)
+            batch = batches.get(table)
+            if batch is None:
+                batch = batches[table] = WriteBatch(raw_mode=True)
+                topics[table] = self.changelog_topic(table)
             if value is None:
-                db.delete(key)
+                batch.delete(key)
             else:
-                db.put(key, value)
-            topic = topics.get(table)
-            if topic is None:
-                topic = topics[table] = self.changelog_topic(table)
-            out.append((topic, key, value))
+                batch.put(key, value)
+            out.append((topics[table], key, value))
+        for table, batch in batches.items():
+            self._db(table, partition).write(batch)
         return out
 
     def discard(self, partition: int) -> None:

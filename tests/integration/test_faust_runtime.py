@@ -27,6 +27,7 @@ import pytest
 
 from connectors.ports import FileUpload
 from streams import topics as T
+from streams.agents import outcome_records
 from streams.core.identity import IDENTITY_TABLE, identity_key, ordered_identifiers
 from streams.core.normalize import normalize
 from streams.core.records import Dialect, SourceKind, make_event_id
@@ -358,19 +359,17 @@ def outcome_set(records: list[Any]) -> tuple[set[Outcome], Counter[str]]:
     found: set[Outcome] = set()
     per_id: Counter[str] = Counter()
     for record in records:
-        doc = orjson.loads(record.value)
-        if doc.get("type") != "outcome":
-            continue
-        per_id[doc["event_id"]] += 1
-        found.add(
-            (
-                doc["event_id"],
-                doc["profile_id"],
-                doc["outcome"],
-                doc["code"],
-                bool(doc["triggered"]),
+        for doc in outcome_records(orjson.loads(record.value)):
+            per_id[doc["event_id"]] += 1
+            found.add(
+                (
+                    doc["event_id"],
+                    doc["profile_id"],
+                    doc["outcome"],
+                    doc["code"],
+                    bool(doc["triggered"]),
+                )
             )
-        )
     return found, per_id
 
 
@@ -451,7 +450,11 @@ def test_faust_crash_kill_9(kafka_bootstrap: str, tmp_path: Path, prefix: str) -
             try:
                 while seen < len(event_ids) // 4 and time.monotonic() < deadline:
                     batch = await consumer.getmany(timeout_ms=200)
-                    seen += sum(len(v) for v in batch.values())
+                    seen += sum(
+                        len(outcome_records(orjson.loads(r.value)))
+                        for records in batch.values()
+                        for r in records
+                    )
             finally:
                 await consumer.stop()
             workers.kill(1)  # kill -9 mid-stream
