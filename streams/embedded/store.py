@@ -130,15 +130,6 @@ class SqliteStateStore:
             for key, value in rows.fetchall():
                 cache[(table, key)] = _decode(value)
 
-    def mark_absent(self, table: str, keys: Iterable[str]) -> None:
-        """Caches `keys` as absent without reading them: for keys the caller knows no
-        committed transaction wrote (a key already cached or written is left as it is)."""
-        cache = self._cache
-        for key in keys:
-            slot = (table, key)
-            if slot not in cache:
-                cache[slot] = None
-
     def flush(self) -> None:
         """Writes pending changes; the caller owns the transaction."""
         if not self._dirty:
