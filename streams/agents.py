@@ -19,6 +19,7 @@ import traceback
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from enum import Enum
 from typing import Any
 
 import orjson
@@ -403,7 +404,14 @@ class ExactlyOnce:
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
         """Before giving partitions up, commit everything processed so far (acked offsets
-        through Faust, then any state or output left), ending every transaction."""
+        through Faust, then any state or output left), ending every transaction.
+
+        From here until the new assignment (`on_rebalance`) events of our partitions wait
+        (`settled` is clear), and every event taken so far belongs to an older generation:
+        Faust drops the queued events and seeks back to the committed offsets, so such an
+        event may have a gap before it (see run_batch)."""
+        self.settled.clear()
+        self.generation += 1
         try:
             await self.app.consumer.commit(start_new_transaction=False)
         except Exception as error:
@@ -438,6 +446,8 @@ class ExactlyOnce:
                     self.open.add(p)
             except Exception as error:
                 fatal("starting the transactional producers failed", error)
+            # events taken between the revocation and now were fetched before the seek
+            self.generation += 1
             self.settled.set()
         log.warning("transactional producers for partitions %s", sorted(owned))
 
@@ -498,6 +508,33 @@ class ExactlyOnce:
         if start_new_transaction:
             await producer.begin_transaction()
             self.open.add(partition)
+
+
+# --------------------------------------------------------------------------- admission
+
+
+class Admission(Enum):
+    """What the agent does with one event of a partition it owns."""
+
+    PROCESS = "process"
+    REDELIVERY = "redelivery"  # processed (and committed) already: acked, not processed again
+    LEAVE = "leave"  # neither processed nor acked: it comes again after the seek
+
+
+def admit(done: int | None, offset: int, held: bool) -> Admission:
+    """Decides an event at `offset` given the last offset processed on its partition
+    (`done`, None when none was) and whether it was taken before a rebalance (`held`).
+
+    A rebalance drops the queued events and seeks back to the committed offsets, so an
+    event held across one may come after a gap: it may go on only when it is the very next
+    offset (else the records in the gap would later be taken for re-deliveries and lost).
+    An event that was not held follows the previous one in fetch order; on a transactional
+    input its offset may step over commit markers, so no contiguity is asked of it."""
+    if done is not None and offset <= done:
+        return Admission.REDELIVERY
+    if held and done is not None and offset != done + 1:
+        return Admission.LEAVE
+    return Admission.PROCESS
 
 
 # --------------------------------------------------------------------------- registration
@@ -608,14 +645,16 @@ def register(
                         continue  # not ours any more (or stopping): left alone
                     tp = message.tp
                     done = eos.done.get(tp)
-                    if done is not None and message.offset <= done:
-                        event.ack()  # processed (and committed) already: a re-delivery
+                    # our count of rebalances covers events taken before one; the message's
+                    # consumer generation covers events fetched before one and taken after
+                    held = generation != eos.generation or getattr(
+                        message, "generation_id", None
+                    ) != getattr(app, "consumer_generation_id", None)
+                    admission = admit(done, message.offset, held)
+                    if admission is Admission.REDELIVERY:
+                        event.ack()
                         continue
-                    # taken before a rebalance that dropped the queued events: only the very
-                    # next offset may go on; anything else comes again, in order, after the
-                    # seek to the committed offsets
-                    held = generation != eos.generation
-                    if held and done is not None and message.offset != done + 1:
+                    if admission is Admission.LEAVE:
                         if DEBUG:
                             log.warning("held %s: %s after %s", tp, message.offset, done)
                         continue

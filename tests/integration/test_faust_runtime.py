@@ -13,6 +13,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections import Counter
@@ -247,7 +248,10 @@ def embedded_reference(uploads: list[Upload], data: Path) -> tuple[set[Outcome],
 
 
 class Workers:
-    """`tidegate worker` subprocesses on their own topics (prefix) and app id."""
+    """`tidegate worker` subprocesses on their own topics (prefix) and app id, under a
+    supervisor as in production (compose `restart: unless-stopped`): a worker that exits
+    by itself (exit 70 after a failed commit, see streams/agents.py `fatal`) is started
+    again; `exits` records each such exit."""
 
     def __init__(self, bootstrap: str, root: Path, prefix: str) -> None:
         self.bootstrap = bootstrap
@@ -255,6 +259,32 @@ class Workers:
         self.prefix = prefix
         self.app_id = prefix.replace(".", "-")
         self.procs: dict[int, subprocess.Popen[bytes]] = {}
+        self.exits: list[tuple[int, int]] = []  # (worker, exit code) of exits on their own
+        self.lock = threading.Lock()
+        self.stopping = threading.Event()
+        self.supervisor = threading.Thread(target=self._supervise, daemon=True)
+        self.supervisor.start()
+
+    def _supervise(self) -> None:
+        while not self.stopping.wait(0.5):
+            with self.lock:
+                for n, proc in list(self.procs.items()):
+                    code = proc.poll()
+                    if code is not None:
+                        self.exits.append((n, code))
+                        self._start(n)
+
+    def report(self) -> str:
+        """What the workers did: self-exits, and the last lines and errors of each log."""
+        parts = [f"exits on their own: {self.exits}"]
+        for log in sorted(self.root.glob("worker-*.log")):
+            lines = log.read_text(errors="replace").splitlines()
+            errors = [x for x in lines if "CRITICAL" in x or "[ERROR]" in x]
+            parts.append(f"--- {log.name}: {len(lines)} lines, errors:")
+            parts.extend(x[:300] for x in errors[-20:])
+            parts.append(f"--- {log.name}: last lines:")
+            parts.extend(x[:300] for x in lines[-40:])
+        return "\n".join(parts)
 
     def env(self) -> dict[str, str]:
         return {
@@ -266,6 +296,10 @@ class Workers:
         }
 
     def start(self, n: int) -> None:
+        with self.lock:
+            self._start(n)
+
+    def _start(self, n: int) -> None:
         log = (self.root / f"worker-{n}.log").open("ab")
         self.procs[n] = subprocess.Popen(
             [
@@ -288,11 +322,14 @@ class Workers:
         )
 
     def kill(self, n: int) -> None:
-        proc = self.procs.pop(n)
+        with self.lock:
+            proc = self.procs.pop(n)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
 
     def stop(self) -> None:
+        self.stopping.set()
+        self.supervisor.join()
         for n in list(self.procs):
             proc = self.procs.pop(n)
             proc.terminate()
@@ -396,7 +433,7 @@ def test_faust_equals_embedded(kafka_bootstrap: str, tmp_path: Path, prefix: str
         started = time.monotonic()
         asyncio.run(produce_all(kafka_bootstrap, uploads))
         found_status = asyncio.run(
-            wait_statuses(kafka_bootstrap, [u.upload_id for u in uploads], timeout=900)
+            wait_statuses(kafka_bootstrap, [u.upload_id for u in uploads], timeout=420)
         )
         elapsed = time.monotonic() - started
         print(
@@ -405,6 +442,9 @@ def test_faust_equals_embedded(kafka_bootstrap: str, tmp_path: Path, prefix: str
         )
         records = asyncio.run(read_topic(kafka_bootstrap, T.OUTCOMES))
         accepted = asyncio.run(read_topic(kafka_bootstrap, T.ACCEPTED, quiet=1.0))
+    except BaseException:
+        print(workers.report())  # shown with the failure: why the workers did not finish
+        raise
     finally:
         workers.stop()
     found, per_id = outcome_set(records)
@@ -463,7 +503,7 @@ def test_faust_crash_kill_9(kafka_bootstrap: str, tmp_path: Path, prefix: str) -
             await task
 
         asyncio.run(produce_and_kill())
-        asyncio.run(wait_statuses(kafka_bootstrap, [u.upload_id for u in uploads], timeout=900))
+        asyncio.run(wait_statuses(kafka_bootstrap, [u.upload_id for u in uploads], timeout=420))
 
         # after recovery: a repeated idempotency key is still a duplicate, and an
         # email-only record still follows the link made before the crash
@@ -490,8 +530,12 @@ def test_faust_crash_kill_9(kafka_bootstrap: str, tmp_path: Path, prefix: str) -
         records = asyncio.run(read_topic(kafka_bootstrap, T.OUTCOMES))
         accepted = asyncio.run(read_topic(kafka_bootstrap, T.ACCEPTED, quiet=1.0))
         triggers = asyncio.run(read_topic(kafka_bootstrap, T.TRIGGERS, quiet=1.0))
+    except BaseException:
+        print(workers.report())  # shown with the failure: why the workers did not finish
+        raise
     finally:
         workers.stop()
+    print(f"worker exits on their own: {workers.exits}")
     found, per_id = outcome_set(records)
     assert event_ids <= set(per_id), f"{len(event_ids - set(per_id))} records without outcome"
     assert max(per_id.values()) == 1, [k for k, v in per_id.items() if v > 1][:5]
