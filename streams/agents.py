@@ -528,11 +528,14 @@ def admit(done: int | None, offset: int, held: bool) -> Admission:
     A rebalance drops the queued events and seeks back to the committed offsets, so an
     event held across one may come after a gap: it may go on only when it is the very next
     offset (else the records in the gap would later be taken for re-deliveries and lost).
-    An event that was not held follows the previous one in fetch order; on a transactional
-    input its offset may step over commit markers, so no contiguity is asked of it."""
+    A held event of a partition without a processed offset is left too: the partition may
+    have moved to another worker and back in the meantime (its last offset is forgotten
+    when it moves away), and that worker may have decided the event already. An event that
+    was not held follows the previous one in fetch order; on a transactional input its
+    offset may step over commit markers, so no contiguity is asked of it."""
     if done is not None and offset <= done:
         return Admission.REDELIVERY
-    if held and done is not None and offset != done + 1:
+    if held and (done is None or offset != done + 1):
         return Admission.LEAVE
     return Admission.PROCESS
 
