@@ -25,8 +25,20 @@ LINE_BYTES = 215  # the generator's average line length, to size the drops
 
 
 def import_peak(path: Path, data: Path) -> tuple[float, float, dict[str, int]]:
-    cmd = [sys.executable, "-m", "tidegate.cli", "import", str(path), "--account", "bench",
-           "--data", str(data), "--now", "2024-06-01T12:00:00Z", "--json"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "tidegate.cli",
+        "import",
+        str(path),
+        "--account",
+        "bench",
+        "--data",
+        str(data),
+        "--now",
+        "2024-06-01T12:00:00Z",
+        "--json",
+    ]
     report = data.parent / f"{path.stem}.report.json"
     start = time.perf_counter()
     with report.open("wb") as sink:
@@ -50,8 +62,11 @@ def main() -> None:
             peak, elapsed, counts = import_peak(drop, Path(tmp) / f"data-{megabytes}")
             drop.unlink()
             results.append((size, peak, elapsed, counts))
-            print(f"{size / 1e6:,.0f} MB drop, {counts['records']:,} records: peak RSS {peak:,.0f} MiB, "
-                  f"{elapsed:,.0f} s ({counts['records'] / elapsed:,.0f} records/s)", flush=True)
+            print(
+                f"{size / 1e6:,.0f} MB drop, {counts['records']:,} records: peak RSS {peak:,.0f} MiB, "
+                f"{elapsed:,.0f} s ({counts['records'] / elapsed:,.0f} records/s)",
+                flush=True,
+            )
     (small_size, small_peak, _, _), (big_size, big_peak, _, _) = results
     print(f"file {big_size / small_size:.1f}x larger -> peak RSS {big_peak / small_peak:.2f}x")
 

@@ -71,9 +71,11 @@ async def produce(bootstrap: str, topic: str, docs: list[bytes], rate: float = 0
                 delay = start + i / rate - time.monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)
-            key = orjson.loads(doc)["account"].encode()
+            account = orjson.loads(doc)["account"]
+            # as the connectors do: an account's records start on its stage-1 partition
+            partition = await T.raw_partition(producer, account) if topic == T.RAW else None
             sent_at.append(time.time())
-            futs.append(await producer.send(topic, doc, key=key))
+            futs.append(await producer.send(topic, doc, key=account.encode(), partition=partition))
             if len(futs) >= 5000:
                 await asyncio.gather(*futs)
                 futs.clear()

@@ -457,9 +457,7 @@ def main(argv: list[str] | None = None) -> int:
     lost = result["accepted_on_output"] is not None and (
         result["accepted_on_output"] != result["acknowledged"]
     )
-    failed = (
-        result["server_errors"] > 0 or result["socket_errors"] > 0 or result["ok"] == 0 or lost
-    )
+    failed = result["server_errors"] > 0 or result["socket_errors"] > 0 or result["ok"] == 0 or lost
     return 1 if failed else 0
 
 

@@ -1,10 +1,13 @@
-"""The Faust agents: decide every raw record, count outcomes per upload, publish statuses.
+"""The Faust agents: take raw records through the keyed stages, count outcomes per upload,
+publish statuses.
 
-No rule lives here: every decision is `streams.core` (`normalize`, `decide`,
-`decide_rejection`, `expire_state`, `final_status`); this module only moves bytes between
-topics and tables. Keying (docs/OPERATING_KAFKA.md): raw records are keyed by account, so
-all state of an account (identity links, dedup keys, catalog, seen ids) lives in one
-partition and the core runs against it exactly as in the embedded runtime.
+No rule lives here: every decision is `streams.core` (the stages of
+streams/core/stages.py through `streams.routing.run_stage`, `expire_state`,
+`final_status`); this module only moves bytes between topics and tables. Keying
+(docs/decisions/keyed-topology.md): each stage runs on the partition of its key —
+account, highest identifier, each lower identifier, profile — and hands the record on
+through `events.by_key`, or in place when the next key is in the same partition, so every
+table is only ever read and written in the partition of its key.
 """
 
 from __future__ import annotations
@@ -24,10 +27,11 @@ from typing import Any
 
 import orjson
 
+from streams import routing
 from streams import topics as T
-from streams.core.decide import decide, decide_rejection, expire_state
+from streams.core.decide import expire_state
 from streams.core.errors import ErrorCode, Rejection, Stage
-from streams.core.normalize import normalize
+from streams.core.identity import IdentityConflict
 from streams.core.outputs import DUMPS_OPTIONS, deadletter, dump_event, dump_outcome, raw_text
 from streams.core.records import Outcome, OutcomeKind, RawRecord, make_event_id
 from streams.core.settings import AccountSettings
@@ -35,6 +39,8 @@ from streams.core.status import UploadCounts, final_status
 from streams.core.timeparse import to_iso
 from streams.embedded.engine import counts_dict, counts_from
 from streams.faust_store import UPLOADS_TABLE, FaustStore
+from streams.hops import Hop, HopError, decode_hop, encode_hop
+from streams.routing import account_of, event_id_of, first_hop, owns_outcome
 
 log = logging.getLogger("tidegate.agents")
 
@@ -61,6 +67,7 @@ class Out:
     key: bytes
     value: bytes | None  # None: a tombstone (changelogs)
     headers: list[tuple[str, bytes]] = field(default_factory=list)
+    partition: int | None = None  # None: the partition of the record being processed
 
 
 class Tally:
@@ -94,7 +101,9 @@ class Tally:
     def __len__(self) -> int:
         return sum(len(records) for _, _, records in self.uploads.values())
 
-    def messages(self) -> list[Out]:
+    def messages(self, partitions: int) -> list[Out]:
+        """One message per upload, to the upload's partition of the outcomes topic (where
+        its status is kept), whichever partition decided the records."""
         out = [
             Out(
                 T.OUTCOMES,
@@ -108,6 +117,8 @@ class Tally:
                         "records": records,
                     }
                 ),
+                [],
+                T.partition_of(upload_id, partitions),
             )
             for upload_id, (account, counts, records) in self.uploads.items()
         ]
@@ -137,9 +148,9 @@ def outcome_records(message: Mapping[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
-def outputs_of(outcome: Outcome, conflicts: list[bytes], tally: Tally, out: list[Out]) -> None:
-    """Appends the messages one decided record publishes (accepted/triggers/deadletter,
-    conflicts) to `out` and its outcome to `tally`."""
+def outputs_of(outcome: Outcome, tally: Tally, out: list[Out]) -> None:
+    """Appends the messages one decided record publishes (accepted/triggers/deadletter)
+    to `out` and its outcome to `tally`."""
     source = outcome.source
     event = outcome.event
     account = source.account
@@ -160,8 +171,6 @@ def outputs_of(outcome: Outcome, conflicts: list[bytes], tally: Tally, out: list
     elif outcome.kind is OutcomeKind.REJECTED:
         hdrs = [*headers, ("code", str(outcome.code or "").encode())]
         out.append(Out(T.DEADLETTER, account.encode(), dump_outcome(outcome), hdrs))
-    for conflict in conflicts:
-        out.append(Out(T.CONFLICTS, account.encode(), conflict, headers))
     tally.add(
         source.upload_id,
         outcome.event_id,
@@ -173,32 +182,15 @@ def outputs_of(outcome: Outcome, conflicts: list[bytes], tally: Tally, out: list
     )
 
 
-def decide_raw(
-    raw: RawRecord,
-    store: FaustStore,
-    now: datetime,
-    settings: AccountSettings,
-    shard: str,
-    tally: Tally,
-    out: list[Out],
-) -> None:
-    """normalize → decide (identity, catalog, dedup, trigger), all in the core; the
-    record's outputs go to `out`, its outcome to `tally`."""
-    result = normalize(raw)
-    conflicts: list[bytes] = []
-    outcome: Outcome | None
-    if isinstance(result, Rejection):
-        outcome = decide_rejection(
-            make_event_id(raw.source), raw.source, result, store, now, raw=raw.payload, shard=shard
-        )
-    else:
-        decision = decide(result, store, now, settings, raw=raw.payload, shard=shard)
-        outcome = decision.outcome if decision else None
-        if decision is not None:
-            conflicts = [orjson.dumps(c, option=DUMPS_OPTIONS) for c in decision.conflicts]
-    if outcome is None:
-        return  # a redelivery: decided once already, nothing is published again
-    outputs_of(outcome, conflicts, tally, out)
+def conflict_output(conflict: IdentityConflict, upload_id: str) -> Out:
+    """The identity-conflicts record of a link that was refused (first link wins)."""
+    headers = [
+        ("event_id", conflict.event_id.encode()),
+        ("account", conflict.account.encode()),
+        ("upload_id", upload_id.encode()),
+    ]
+    body = orjson.dumps(conflict, option=DUMPS_OPTIONS)
+    return Out(T.CONFLICTS, conflict.account.encode(), body, headers)
 
 
 def failure_outputs(
@@ -232,6 +224,33 @@ def failure_outputs(
     if raw is not None:
         tally.add(upload_id, event_id, account, OutcomeKind.REJECTED, PROCESSING_ERROR, False, None)
     return [Out(T.DEADLETTER, account.encode(), body, hdrs)]
+
+
+def hop_failure_outputs(hop: Hop, error: BaseException, tally: Tally) -> list[Out]:
+    """A stage that raised: a dead letter, and the record's `rejected` outcome when this
+    hop still owned it (a failed link request is a lost link, not a second outcome)."""
+    if hop.record is not None:
+        return failure_outputs(b"", hop.record, error, tally)
+    message = f"{type(error).__name__}: {error}"
+    event = hop.event
+    event_id = event_id_of(hop)
+    account = account_of(hop)
+    upload_id = event.source.upload_id if event is not None else hop.upload_id
+    body = orjson.dumps(
+        {
+            "event_id": event_id,
+            "account": account,
+            "stage": "runtime",
+            "code": PROCESSING_ERROR,
+            "message": message,
+            "hop": hop.stage.value,
+            "record": event,
+        },
+        option=DUMPS_OPTIONS,
+    )
+    if owns_outcome(hop):
+        tally.add(upload_id, event_id, account, OutcomeKind.REJECTED, PROCESSING_ERROR, False, None)
+    return [Out(T.DEADLETTER, account.encode(), body, [("code", PROCESSING_ERROR.encode())])]
 
 
 # --------------------------------------------------------------------------- upload status
@@ -303,21 +322,23 @@ def apply_upload_message(
 
 
 async def send_all(producer: Any, outs: list[Out], partition: int) -> None:
-    """Sends `outs` to partition `partition` of their topics as one record batch per topic
-    (a new one when a batch is full): no per-message future or accumulator call. The
-    delivery is not awaited here: the transaction's commit waits for every batch and fails
-    (fatally) if one failed; in at_least_once mode the offset commit comes after a flush."""
-    builders: dict[str, Any] = {}
+    """Sends `outs` to their topics, each to its own partition or else to `partition`, as
+    one record batch per topic partition (a new one when a batch is full): no per-message
+    future or accumulator call. The delivery is not awaited here: the transaction's commit
+    waits for every batch and fails (fatally) if one failed; in at_least_once mode the
+    offset commit comes after a flush. Order is kept per topic partition."""
+    builders: dict[tuple[str, int], Any] = {}
     for o in outs:
-        builder = builders.get(o.topic)
+        target = (o.topic, partition if o.partition is None else o.partition)
+        builder = builders.get(target)
         if builder is None:
-            builder = builders[o.topic] = producer.create_batch()
+            builder = builders[target] = producer.create_batch()
         if builder.append(key=o.key, value=o.value, timestamp=None, headers=o.headers) is None:
-            await producer.send_batch(builder, o.topic, partition=partition)
-            builder = builders[o.topic] = producer.create_batch()
+            await producer.send_batch(builder, target[0], partition=target[1])
+            builder = builders[target] = producer.create_batch()
             builder.append(key=o.key, value=o.value, timestamp=None, headers=o.headers)
-    for topic, builder in builders.items():
-        await producer.send_batch(builder, topic, partition=partition)
+    for (topic, p), builder in builders.items():
+        await producer.send_batch(builder, topic, partition=p)
 
 
 def fatal(message: str, error: BaseException | None = None) -> None:
@@ -371,6 +392,8 @@ class ExactlyOnce:
         # rebalance and re-reads from the committed offset, so a record may come twice or
         # after a gap (see run_batch)
         self.done: dict[Any, int] = {}
+        # the offset last committed per input topic-partition (the next one to read)
+        self.committed: dict[Any, int] = {}
         self.generation = 0  # rebalances seen
         self.settled.set()
 
@@ -429,6 +452,8 @@ class ExactlyOnce:
         async with self.guard:
             for tp in [tp for tp in self.done if tp.partition not in owned]:
                 del self.done[tp]
+            for tp in [tp for tp in self.committed if tp.partition not in owned]:
+                del self.committed[tp]
             for p in sorted(set(self.producers) - owned):
                 producer = self.producers.pop(p)
                 self.open.discard(p)
@@ -459,29 +484,40 @@ class ExactlyOnce:
         return producer
 
     async def commit(self, offsets: Mapping[Any, int], start_new_transaction: bool = True) -> bool:
-        by_partition: dict[int, dict[Any, int]] = {}
-        for tp, offset in offsets.items():
-            if tp.topic in self.sources:
-                by_partition.setdefault(tp.partition, {})[tp] = offset
+        """Faust's `offsets` are ignored: Faust computes them from its acks before this
+        runs, and until the guard is ours more records may be processed, whose outputs and
+        state would then be committed with an offset before them, to be processed again
+        after a crash. The offsets committed are the ones after the last record processed
+        (`done`), read under the guard, in the same transaction as those records' outputs."""
+        del offsets
         async with self.guard:
+            by_partition: dict[int, dict[Any, int]] = {}
+            for tp, offset in self.done.items():
+                following = offset + 1
+                if tp.topic in self.sources and self.committed.get(tp) != following:
+                    by_partition.setdefault(tp.partition, {})[tp] = following
             partitions = set(by_partition) | set(self.store.dirty) | self.touched
             if not partitions:
                 return False
+            ordered = sorted(partitions)
             try:
-                await asyncio.gather(
+                results = await asyncio.gather(
                     *(
                         self._commit_one(p, by_partition.get(p, {}), start_new_transaction)
-                        for p in sorted(partitions)
+                        for p in ordered
                     )
                 )
             except Exception as error:
                 fatal("committing a transaction failed", error)
+            for p, committed in zip(ordered, results, strict=True):
+                if committed:
+                    self.committed.update(by_partition.get(p, {}))
             self.touched.clear()
         return True
 
     async def _commit_one(
         self, partition: int, offsets: Mapping[Any, int], start_new_transaction: bool
-    ) -> None:
+    ) -> bool:
         producer = self.producers.get(partition)
         if producer is None or partition not in self.open:
             # Offsets of a partition without an open transaction are not committed (only
@@ -493,7 +529,7 @@ class ExactlyOnce:
                 log.info("partition %s: offsets without a transaction left uncommitted", partition)
             if self.store.dirty.get(partition):
                 raise RuntimeError(f"state for partition {partition} without its transaction")
-            return
+            return False
         changes = [Out(topic, key, value) for topic, key, value in self.store.flush(partition)]
         if changes:
             await send_all(producer, changes, partition)
@@ -508,6 +544,7 @@ class ExactlyOnce:
         if start_new_transaction:
             await producer.begin_transaction()
             self.open.add(partition)
+        return True
 
 
 # --------------------------------------------------------------------------- admission
@@ -571,9 +608,11 @@ def register(
 ) -> dict[str, Any]:
     """Defines the agents on `app`; `tables` holds every Faust table (state + uploads)."""
     raw_topic = app.topic(T.RAW, schema=bytes_schema())
+    by_key_topic = app.topic(T.BY_KEY, schema=bytes_schema())
     outcomes_topic = app.topic(T.OUTCOMES, schema=bytes_schema())
     announce_topic = app.topic(T.ANNOUNCE, schema=bytes_schema())
-    sources = frozenset({T.RAW, T.OUTCOMES, T.ANNOUNCE})
+    sources = frozenset({T.RAW, T.BY_KEY, T.OUTCOMES, T.ANNOUNCE})
+    partitions = int(app.conf.topic_partitions)
     store = FaustStore(tables)
     last_expired: dict[int, float] = {}
     guard = asyncio.Lock()
@@ -698,14 +737,42 @@ def register(
     # run_batch's alone.
     @app.agent(raw_topic, concurrency=1, name="tidegate.decide")  # type: ignore[untyped-decorator]
     async def decide_agent(stream: Any) -> None:
-        await run_stream(stream, _decide_batch, DECIDE_BATCH)
+        await run_stream(stream, _raw_batch, DECIDE_BATCH)
 
-    async def _decide_batch(partition: int, events: list[Any]) -> None:
-        """Decides the events of one partition in offset order against the partition's
-        overlay (each sees the state written by the ones before it), then sends the
-        outputs and one outcomes message per upload together."""
+    @app.agent(by_key_topic, concurrency=1, name="tidegate.keyed")  # type: ignore[untyped-decorator]
+    async def keyed_agent(stream: Any) -> None:
+        await run_stream(stream, _keyed_batch, DECIDE_BATCH)
+
+    def advance(hop: Hop, partition: int, now: datetime, tally: Tally, outs: list[Out]) -> None:
+        """`routing.advance` on the partition's state, its results as messages."""
+        done = routing.advance(hop, partition, partitions, store, now, settings_for)
+        for outcome in done.outcomes:
+            outputs_of(outcome, tally, outs)
+        for conflict, upload_id in done.conflicts:
+            outs.append(conflict_output(conflict, upload_id))
+        for target, forward in done.forwards:
+            outs.append(Out(T.BY_KEY, forward.key.encode(), encode_hop(forward), [], target))
+        for failed, error in done.failures:
+            log.error(
+                "stage %s failed: %s\n%s",
+                failed.stage,
+                error,
+                "".join(traceback.format_exception(error)),
+            )
+            outs.extend(hop_failure_outputs(failed, error, tally))
+
+    def expire_due(partition: int, now: datetime) -> None:
+        # Expiry runs inside stream iteration, on the partition's own state.
+        mono = time.monotonic()
+        if mono - last_expired.get(partition, 0.0) >= EXPIRE_EVERY_SECONDS:
+            last_expired[partition] = mono
+            expire_state(store, now, shard=str(partition), max_buckets=64)
+
+    async def _raw_batch(partition: int, events: list[Any]) -> None:
+        """Takes the raw records of one partition into stage 1 in offset order (each sees
+        the state written by the ones before it), then sends the outputs, the hops and one
+        outcomes message per upload together."""
         store.partition = partition
-        shard = str(partition)
         tally = Tally()
         outs: list[Out] = []
         for event in events:
@@ -716,19 +783,43 @@ def register(
                 raw = T.decode_raw(
                     data, partition=partition, offset=event.message.offset, default_time=now
                 )
-                decide_raw(raw, store, now, settings_for(raw.source.account), shard, tally, outs)
-                # Expiry runs inside stream iteration, on the partition's own state.
-                mono = time.monotonic()
-                if mono - last_expired.get(partition, 0.0) >= EXPIRE_EVERY_SECONDS:
-                    last_expired[partition] = mono
-                    expire_state(store, now, shard=shard, max_buckets=64)
+                advance(first_hop(raw), partition, now, tally, outs)
+                expire_due(partition, now)
             except Exception as error:  # never let an exception leave the agent
                 log.error("record failed: %s\n%s", error, traceback.format_exc())
                 try:
                     outs.extend(failure_outputs(data, raw, error, tally))
                 except Exception:  # pragma: no cover - last resort
                     log.exception("could not even dead-letter a record")
-        outs.extend(tally.messages())
+        outs.extend(tally.messages(partitions))
+        await publish(outs, partition)
+
+    async def _keyed_batch(partition: int, events: list[Any]) -> None:
+        """The hops of one partition of `events.by_key`, in offset order."""
+        store.partition = partition
+        tally = Tally()
+        outs: list[Out] = []
+        for event in events:
+            try:
+                now = clock()
+                hop = decode_hop(event.value)
+            except HopError as error:  # not ours to decide: logged and dead-lettered
+                log.error("bad hop at %s: %s", event.message.offset, error)
+                outs.append(
+                    Out(
+                        T.DEADLETTER,
+                        b"",
+                        orjson.dumps(
+                            {"code": PROCESSING_ERROR, "stage": "runtime", "message": str(error)}
+                            | raw_text(event.value)
+                        ),
+                        [("code", PROCESSING_ERROR.encode())],
+                    )
+                )
+                continue
+            advance(hop, partition, now, tally, outs)
+            expire_due(partition, now)
+        outs.extend(tally.messages(partitions))
         await publish(outs, partition)
 
     @app.agent(announce_topic, concurrency=1, name="tidegate.announce")  # type: ignore[untyped-decorator]
@@ -744,8 +835,11 @@ def register(
             except Exception:
                 log.exception("bad announcement %r", event.value[:200])
                 continue
-            # keyed by account like the raw records: same partition as their outcomes
-            outs.append(Out(T.OUTCOMES, upload_id, orjson.dumps({**doc, "type": "announce"})))
+            # to the upload's partition of the outcomes topic, like its outcomes
+            target = T.partition_of(upload_id.decode(), partitions)
+            outs.append(
+                Out(T.OUTCOMES, upload_id, orjson.dumps({**doc, "type": "announce"}), [], target)
+            )
         await publish(outs, partition)
 
     @app.agent(outcomes_topic, concurrency=1, name="tidegate.status")  # type: ignore[untyped-decorator]
@@ -786,6 +880,7 @@ def register(
 
     return {
         "decide": decide_agent,
+        "keyed": keyed_agent,
         "announce": announce_agent,
         "status": status_agent,
         "eos": eos,

@@ -1,8 +1,9 @@
 """Topic names, partition counts and topic configuration of the Kafka runtime.
 
-Every topic that carries per-account data has the same partition count (default 8), so the
-raw topic, the state changelogs and the outputs are co-partitioned. The upload topics
-(outcomes, announce, status) are keyed by upload id.
+Every topic has the same partition count (default 8), so the raw topic, the internal
+`events.by_key` topic, the state changelogs and the outputs are co-partitioned: partition p
+of each belongs to one worker. State of a key lives in partition `partition_of(key)`; the
+upload topics (outcomes, announce, status) are keyed by upload id.
 """
 
 from __future__ import annotations
@@ -10,10 +11,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import zlib
 from collections.abc import Mapping
+from typing import Any
 
 PREFIX = os.environ.get("TIDEGATE_TOPIC_PREFIX", "tidegate")
-RAW = ACCEPTED = TRIGGERS = DEADLETTER = OUTCOMES = ANNOUNCE = STATUS = CONFLICTS = ""
+RAW = ACCEPTED = TRIGGERS = DEADLETTER = OUTCOMES = ANNOUNCE = STATUS = CONFLICTS = BY_KEY = ""
 TOPIC_CONFIGS: dict[str, Mapping[str, str]] = {}
 ALL_TOPICS: tuple[str, ...] = ()
 
@@ -28,6 +31,7 @@ def use_prefix(prefix: str) -> None:
     """Sets the topic names (`<prefix>.events.raw` ...); `tidegate` unless
     TIDEGATE_TOPIC_PREFIX says otherwise (tests use their own prefix per run)."""
     global PREFIX, RAW, ACCEPTED, TRIGGERS, DEADLETTER, OUTCOMES, ANNOUNCE, STATUS, CONFLICTS
+    global BY_KEY
     global TOPIC_CONFIGS, ALL_TOPICS
     PREFIX = prefix
     RAW = f"{prefix}.events.raw"
@@ -38,6 +42,7 @@ def use_prefix(prefix: str) -> None:
     ANNOUNCE = f"{prefix}.uploads.announce"
     STATUS = f"{prefix}.uploads.status"
     CONFLICTS = f"{prefix}.identity.conflicts"
+    BY_KEY = f"{prefix}.events.by_key"  # internal: records between the stages (streams/hops.py)
     TOPIC_CONFIGS = {
         RAW: _DELETE_7D,
         ACCEPTED: _DELETE_7D,
@@ -46,12 +51,29 @@ def use_prefix(prefix: str) -> None:
         OUTCOMES: _DELETE_7D,
         ANNOUNCE: _DELETE_7D,
         CONFLICTS: _DELETE_7D,
+        BY_KEY: _DELETE_7D,
         STATUS: {"cleanup.policy": "compact"},
     }
     ALL_TOPICS = tuple(TOPIC_CONFIGS)
 
 
 use_prefix(PREFIX)
+
+
+def partition_of(key: str, partitions: int) -> int:
+    """The partition of a routing key on the internal topics (and, for connectors, of an
+    account on the raw topic): CRC-32 of its UTF-8 bytes modulo the partition count. Our
+    own choice, not a client's default partitioner, so that every worker and connector
+    computes the same partition whatever Kafka client it runs."""
+    return zlib.crc32(key.encode("utf-8", "surrogatepass")) % partitions
+
+
+async def raw_partition(producer: Any, account: str) -> int:
+    """The raw-topic partition for an account's records (aiokafka producer): its stage-1
+    partition, so a record starts where its account's state is (any partition works,
+    at the cost of one more hop)."""
+    partitions = await producer.partitions_for(RAW)
+    return partition_of(account, len(partitions))
 
 
 def bootstrap_of(broker: str) -> str:
@@ -116,7 +138,6 @@ async def ensure_topics(
 # A raw record on tidegate.events.raw is one JSON object, keyed by account (UTF-8).
 
 from datetime import UTC, datetime  # noqa: E402
-from typing import Any  # noqa: E402
 
 import orjson  # noqa: E402
 
@@ -130,6 +151,11 @@ class WireError(ValueError):
 
 
 def encode_raw(raw: RawRecord) -> bytes:
+    return orjson.dumps(raw_doc(raw))
+
+
+def raw_doc(raw: RawRecord) -> dict[str, Any]:
+    """The wire form of a raw record as a JSON object (also carried inside hops)."""
     source = raw.source
     doc: dict[str, Any] = {
         "account": source.account,
@@ -155,7 +181,7 @@ def encode_raw(raw: RawRecord) -> bytes:
     if raw.framing_error is not None:
         err = raw.framing_error
         doc["framing_error"] = {"code": err.code.value, "message": err.message, "stage": err.stage}
-    return orjson.dumps(doc)
+    return doc
 
 
 def decode_raw(
@@ -176,11 +202,24 @@ def decode_raw(
         raise WireError(f"not JSON: {error}") from error
     if not isinstance(doc, dict):
         raise WireError("a raw record must be a JSON object")
+    return raw_from_doc(doc, data, partition=partition, offset=offset, default_time=default_time)
+
+
+def raw_from_doc(
+    doc: dict[str, Any],
+    data: bytes = b"",
+    *,
+    partition: int = 0,
+    offset: int = 0,
+    default_time: datetime | None = None,
+) -> RawRecord:
+    """`decode_raw` of an already parsed object (`data`: its bytes, the payload of a
+    message that is a canonical record itself)."""
     account = doc.get("account")
     if not isinstance(account, str) or not account:
         raise WireError("a raw record needs an account")
     if "payload" not in doc and "payload_b64" not in doc:
-        payload = data
+        payload = data or orjson.dumps(doc)
         dialect = Dialect.CANONICAL
     else:
         try:

@@ -187,8 +187,10 @@ class KafkaIngest:
             )
         key = account.encode()
         try:
+            partition = await T.raw_partition(self._producer, account)
             sends = [
-                await self._producer.send(T.RAW, T.encode_raw(raw), key=key) for raw in records
+                await self._producer.send(T.RAW, T.encode_raw(raw), key=key, partition=partition)
+                for raw in records
             ]
             await asyncio.gather(*sends)  # acks=all: on the in-sync replicas before we answer
             announcement: dict[str, Any] = {

@@ -55,6 +55,7 @@ async def produce_upload(producer: Any, row: UploadRow) -> dict[str, Any]:
     dialect = row.dialect
     pending: list[Any] = []
     key = row.account.encode()
+    partition = await T.raw_partition(producer, row.account)
     try:
         for item in read_upload(row):
             if isinstance(item, PlanWarning):
@@ -70,7 +71,9 @@ async def produce_upload(producer: Any, row: UploadRow) -> dict[str, Any]:
                 continue
             _, raw = item
             dialect = dialect or raw.source.dialect
-            pending.append(await producer.send(T.RAW, T.encode_raw(raw), key=key))
+            pending.append(
+                await producer.send(T.RAW, T.encode_raw(raw), key=key, partition=partition)
+            )
             total += 1
             if len(pending) >= IN_FLIGHT:
                 await asyncio.gather(*pending)
@@ -92,7 +95,6 @@ async def produce_upload(producer: Any, row: UploadRow) -> dict[str, Any]:
         "failed_members": len(failed),
         "fatal": fatal,
     }
-    # keyed by account: the announcement lands on the partition of the upload's records
     await producer.send_and_wait(T.ANNOUNCE, orjson.dumps(announcement), key=key)
     return announcement
 

@@ -61,7 +61,9 @@ def check_properties(
                 if item_kind is str:
                     if len(item) * 4 > MAX_VALUE_BYTES:
                         break
-                elif not (item_kind is int or item_kind is float or item_kind is bool or item is None):
+                elif not (
+                    item_kind is int or item_kind is float or item_kind is bool or item is None
+                ):
                     break
             else:
                 continue

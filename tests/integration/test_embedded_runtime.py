@@ -45,7 +45,9 @@ async def submit(
     return await rt.wait(receipt.upload_id, timeout=60)
 
 
-async def test_email_only_event_follows_link_from_an_earlier_upload(runtime: EmbeddedRuntime) -> None:
+async def test_email_only_event_follows_link_from_an_earlier_upload(
+    runtime: EmbeddedRuntime,
+) -> None:
     await submit(runtime, UPLOADS / "links_first.jsonl")
     await submit(runtime, UPLOADS / "links_second.jsonl", trigger=True)
     by_line = {
@@ -57,21 +59,27 @@ async def test_email_only_event_follows_link_from_an_earlier_upload(runtime: Emb
 async def test_conflicting_link_is_reported_and_not_merged(runtime: EmbeddedRuntime) -> None:
     await submit(runtime, UPLOADS / "links_first.jsonl")
     await submit(runtime, UPLOADS / "links_second.jsonl")
-    accepted = {r["source"]["line"]: r for r in outputs(runtime.data_dir, "accepted")
-                if r["source"]["file"] == "links_second.jsonl"}
+    accepted = {
+        r["source"]["line"]: r
+        for r in outputs(runtime.data_dir, "accepted")
+        if r["source"]["file"] == "links_second.jsonl"
+    }
     assert accepted[2]["profile_id"] == "user_id:43"
     conflicts = outputs(runtime.data_dir, "conflicts")
-    assert [(c["identifier"], c["existing_profile"], c["attempted_profile"]) for c in conflicts] == [
-        ("email:ada@example.com", "user_id:42", "user_id:43")
-    ]
+    assert [
+        (c["identifier"], c["existing_profile"], c["attempted_profile"]) for c in conflicts
+    ] == [("email:ada@example.com", "user_id:42", "user_id:43")]
 
 
 async def test_same_key_same_user_is_duplicate_other_user_is_not(runtime: EmbeddedRuntime) -> None:
     await submit(runtime, UPLOADS / "links_first.jsonl")
     view = await submit(runtime, UPLOADS / "links_second.jsonl")
     assert view.counts["duplicate"] == 1
-    lines = {r["source"]["line"] for r in outputs(runtime.data_dir, "accepted")
-             if r["source"]["file"] == "links_second.jsonl"}
+    lines = {
+        r["source"]["line"]
+        for r in outputs(runtime.data_dir, "accepted")
+        if r["source"]["file"] == "links_second.jsonl"
+    }
     assert 3 not in lines and 4 in lines
 
 
@@ -130,7 +138,9 @@ async def test_reused_filename_is_refused(runtime: EmbeddedRuntime) -> None:
     assert other.upload_id is not None
 
 
-async def test_fixed_feedback_file_reimports_cleanly(runtime: EmbeddedRuntime, tmp_path: Path) -> None:
+async def test_fixed_feedback_file_reimports_cleanly(
+    runtime: EmbeddedRuntime, tmp_path: Path
+) -> None:
     view = await submit(runtime, UPLOADS / "bad_rows.csv")
     assert (view.counts["accepted"], view.counts["rejected"]) == (1, 2)
     feedback = await runtime.feedback(view.upload_id)
@@ -144,13 +154,17 @@ async def test_fixed_feedback_file_reimports_cleanly(runtime: EmbeddedRuntime, t
     assert ",invalid_timestamp," in lines[2]
     fixed = tmp_path / "bad_rows.fixed.csv"
     fixed.write_text(
-        text.replace(", Completes checkout", "cersei@casterlyrock.com, Completes checkout", 1)
-        .replace("not a time", "2024-05-03 10:00+10")
+        text.replace(
+            ", Completes checkout", "cersei@casterlyrock.com, Completes checkout", 1
+        ).replace("not a time", "2024-05-03 10:00+10")
     )
     again = await submit(runtime, fixed)
     assert again.status == "success" and again.counts["accepted"] == 2
-    props = [r["properties"] for r in outputs(runtime.data_dir, "accepted")
-             if r["source"]["file"] == "bad_rows.fixed.csv"]
+    props = [
+        r["properties"]
+        for r in outputs(runtime.data_dir, "accepted")
+        if r["source"]["file"] == "bad_rows.fixed.csv"
+    ]
     assert all("error_code" not in p for p in props)
 
 
@@ -170,7 +184,11 @@ async def test_api_records_are_stored_then_decided(runtime: EmbeddedRuntime) -> 
     receipt = await runtime.submit_records("acme", "api:/people", raws)
     assert receipt.upload_id == "req-1"
     view = await runtime.wait("req-1", timeout=30)
-    assert (view.counts["accepted"], view.counts["duplicate"], view.counts["triggered"]) == (1, 2, 1)
+    assert (view.counts["accepted"], view.counts["duplicate"], view.counts["triggered"]) == (
+        1,
+        2,
+        1,
+    )
 
 
 async def test_second_runtime_on_the_same_data_dir_is_refused(runtime: EmbeddedRuntime) -> None:

@@ -46,8 +46,20 @@ def _read_welcome(proc: subprocess.Popen[str], deadline: float) -> str:
 def running(tmp_path: Path) -> Iterator[Running]:
     data = tmp_path / "data"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tidegate.cli", "run", "--data", str(data), "--sftp-port", "0",
-         "--http-port", "0", "--settle", "0.3"],
+        [
+            sys.executable,
+            "-m",
+            "tidegate.cli",
+            "run",
+            "--data",
+            str(data),
+            "--sftp-port",
+            "0",
+            "--http-port",
+            "0",
+            "--settle",
+            "0.3",
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
@@ -60,8 +72,16 @@ def running(tmp_path: Path) -> Iterator[Running]:
         sftp_port = re.search(r"sftp -P (\d+)", text)
         http_port = re.search(r"http://127\.0\.0\.1:(\d+)/", text)
         assert creds and api_key and passcode and sftp_port and http_port, text
-        yield Running(proc, data, int(sftp_port[1]), int(http_port[1]), creds[1], creds[2],
-                      api_key[1], passcode[1])
+        yield Running(
+            proc,
+            data,
+            int(sftp_port[1]),
+            int(http_port[1]),
+            creds[1],
+            creds[2],
+            api_key[1],
+            passcode[1],
+        )
     finally:
         proc.terminate()
         proc.wait(timeout=30)
@@ -70,7 +90,8 @@ def running(tmp_path: Path) -> Iterator[Running]:
 def _events(n: int, prefix: str) -> bytes:
     ts = (datetime.now(UTC) - timedelta(minutes=5)).isoformat()
     return b"".join(
-        json.dumps({"user_id": f"{prefix}-{i}", "event_type": "viewed", "timestamp": ts}).encode() + b"\n"
+        json.dumps({"user_id": f"{prefix}-{i}", "event_type": "viewed", "timestamp": ts}).encode()
+        + b"\n"
         for i in range(n)
     )
 
@@ -111,7 +132,9 @@ def test_sftp_drop_reaches_the_outputs_within_two_seconds_plus_settle(running: R
     assert {r["source"]["file"] for r in _accepted(running.data)} == {"first.jsonl"}  # type: ignore[index]
     history = subprocess.run(
         [sys.executable, "-m", "tidegate.cli", "uploads", "--data", str(running.data), "--json"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     uploads = json.loads(history.stdout)
     assert [(u["filename"], u["status"], u["counts"]["accepted"]) for u in uploads] == [
@@ -142,9 +165,18 @@ def test_reupload_of_the_same_name_is_refused(running: Running) -> None:
 
 def test_clevertap_api_and_sftp_share_one_pipeline(running: Running) -> None:
     ts = int(time.time()) - 60
-    body = {"d": [{"identity": "ada@example.com", "ts": ts, "type": "event", "evtName": "Charged",
-                   "evtData": {"Amount": 300}},
-                  {"identity": "", "ts": ts, "type": "event", "evtName": "Charged", "evtData": {}}]}
+    body = {
+        "d": [
+            {
+                "identity": "ada@example.com",
+                "ts": ts,
+                "type": "event",
+                "evtName": "Charged",
+                "evtData": {"Amount": 300},
+            },
+            {"identity": "", "ts": ts, "type": "event", "evtName": "Charged", "evtData": {}},
+        ]
+    }
     response = httpx.post(
         f"http://127.0.0.1:{running.http_port}/1/upload",
         json=body,

@@ -47,7 +47,9 @@ def test_every_seed_example_is_accepted(name: str, now: str, dialect: str, recor
 def test_seed_invalid_kissmetrics_block_is_rejected_line_by_line() -> None:
     code, report = validate(SEEDS / "kissmetrics_invalid.json", "--now", "2014-03-01T00:00:00Z")
     assert code == 1
-    assert [(e["line"], e["code"]) for e in report["errors"]] == [(n, "invalid_json") for n in range(1, 8)]
+    assert [(e["line"], e["code"]) for e in report["errors"]] == [
+        (n, "invalid_json") for n in range(1, 8)
+    ]
 
 
 def test_seed_examples_are_too_old_at_todays_clock() -> None:
@@ -59,7 +61,9 @@ def test_seed_examples_are_too_old_at_todays_clock() -> None:
 def test_a_broken_line_does_not_affect_its_neighbours(tmp_path: Path) -> None:
     drop = tmp_path / "drop.jsonl"
     good = b'{"user_id": "1", "event_type": "x", "timestamp": "2024-06-01T10:00:00Z"}'
-    drop.write_bytes(b"\xef\xbb\xbf" + good + b"\r\n{broken\r\n\r\n" + good + b"\n\xff\xfe\n" + good)
+    drop.write_bytes(
+        b"\xef\xbb\xbf" + good + b"\r\n{broken\r\n\r\n" + good + b"\n\xff\xfe\n" + good
+    )
     code, report = validate(drop, "--now", "2024-06-01T12:00:00Z")
     assert code == 1
     assert report["counts"] == {"records": 5, "accepted": 3, "rejected": 2}
@@ -95,7 +99,9 @@ def test_manifest_errors_fail_the_whole_import_with_the_exact_message(
     assert report["counts"]["records"] == 0
 
 
-@pytest.mark.parametrize("archive", ["traversal.zip", "traversal.tar.gz", "symlink.tar.gz", "hardlink.tar.gz"])
+@pytest.mark.parametrize(
+    "archive", ["traversal.zip", "traversal.tar.gz", "symlink.tar.gz", "hardlink.tar.gz"]
+)
 def test_unsafe_archive_is_refused(archive: str) -> None:
     exit_code, report = validate(ARCHIVES / archive)
     assert exit_code == 2
@@ -103,11 +109,15 @@ def test_unsafe_archive_is_refused(archive: str) -> None:
 
 
 def test_failed_member_gives_warning_and_the_rest_proceed() -> None:
-    exit_code, report = validate(ARCHIVES / "unsupported_member.zip", "--now", "2024-06-01T12:00:00Z")
+    exit_code, report = validate(
+        ARCHIVES / "unsupported_member.zip", "--now", "2024-06-01T12:00:00Z"
+    )
     assert exit_code == 1
     assert report["status"] == "warning"
     assert report["counts"]["accepted"] >= 1
-    assert any(e["file"] == "notes.pdf" and e["code"] == "unsupported_format" for e in report["errors"])
+    assert any(
+        e["file"] == "notes.pdf" and e["code"] == "unsupported_format" for e in report["errors"]
+    )
 
 
 def test_jsonl_feedback_file_revalidates_once_fixed(tmp_path: Path) -> None:
@@ -121,7 +131,10 @@ def test_jsonl_feedback_file_revalidates_once_fixed(tmp_path: Path) -> None:
     code, _ = validate(drop, "--now", "2024-06-01T12:00:00Z", "--errors-out", str(feedback))
     assert code == 1
     entries = [orjson.loads(line) for line in feedback.read_bytes().splitlines()]
-    assert [(e["line"], e["code"]) for e in entries] == [(2, "invalid_timestamp"), (3, "reserved_field")]
+    assert [(e["line"], e["code"]) for e in entries] == [
+        (2, "invalid_timestamp"),
+        (3, "reserved_field"),
+    ]
     assert entries[0]["record"] == {"user_id": "2", "event_type": "x", "timestamp": "yesterday"}
     entries[0]["record"]["timestamp"] = "2024-06-01T09:00:00Z"
     entries[1]["record"]["order_status"] = entries[1]["record"].pop("status")
@@ -133,12 +146,19 @@ def test_jsonl_feedback_file_revalidates_once_fixed(tmp_path: Path) -> None:
 
 def test_csv_feedback_file_revalidates_once_fixed(tmp_path: Path) -> None:
     feedback = tmp_path / "bad_rows.errors.csv"
-    code, _ = validate(FIXTURES / "uploads" / "bad_rows.csv", "--now", "2024-06-01T12:00:00Z",
-                       "--errors-out", str(feedback))
+    code, _ = validate(
+        FIXTURES / "uploads" / "bad_rows.csv",
+        "--now",
+        "2024-06-01T12:00:00Z",
+        "--errors-out",
+        str(feedback),
+    )
     assert code == 1
     text = feedback.read_text()
     assert text.splitlines()[0].endswith(",error_code,error_message")
-    fixed = text.replace(", Completes", "a@b.com, Completes", 1).replace("not a time", "2024-05-03 10:00")
+    fixed = text.replace(", Completes", "a@b.com, Completes", 1).replace(
+        "not a time", "2024-05-03 10:00"
+    )
     feedback.write_text(fixed)
     code, report = validate(feedback, "--now", "2024-06-01T12:00:00Z")
     assert code == 0, report["errors"]

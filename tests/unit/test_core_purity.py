@@ -7,9 +7,28 @@ from pathlib import Path
 
 CORE = Path(__file__).resolve().parents[2] / "streams" / "core"
 FORBIDDEN = {
-    "aiokafka", "faust", "mode", "sqlite3", "aiosqlite", "starlette", "uvicorn", "httpx",
-    "requests", "asyncssh", "paramiko", "rocksdict", "socket", "subprocess", "os", "shutil",
-    "pathlib", "asyncio", "connectors", "tidegate", "streams.embedded", "streams.app",
+    "aiokafka",
+    "faust",
+    "mode",
+    "sqlite3",
+    "aiosqlite",
+    "starlette",
+    "uvicorn",
+    "httpx",
+    "requests",
+    "asyncssh",
+    "paramiko",
+    "rocksdict",
+    "socket",
+    "subprocess",
+    "os",
+    "shutil",
+    "pathlib",
+    "asyncio",
+    "connectors",
+    "tidegate",
+    "streams.embedded",
+    "streams.app",
 }
 
 
@@ -27,7 +46,8 @@ def test_core_imports_no_infrastructure() -> None:
     offenders = {}
     for path in CORE.rglob("*.py"):
         bad = {
-            name for name in _imports(path)
+            name
+            for name in _imports(path)
             if any(name == f or name.startswith(f + ".") for f in FORBIDDEN)
         }
         if bad:

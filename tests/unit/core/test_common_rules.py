@@ -49,7 +49,10 @@ def test_property_value_over_512_bytes_is_value_too_long() -> None:
     assert accepted(K, km(note="é" * 256)).properties == {"note": "é" * 256}
     assert code_of(K, km(items=[{"name": "x" * 513}])) == "value_too_long"
     assert code_of(K, km(tags=["a", 1, None, "é" * 257])) == "value_too_long"
-    assert accepted(K, km(tags=["a", 1, 2.5, True, None, "é" * 256])).properties["tags"][-1] == "é" * 256
+    assert (
+        accepted(K, km(tags=["a", 1, 2.5, True, None, "é" * 256])).properties["tags"][-1]
+        == "é" * 256
+    )
 
 
 def test_timestamp_more_than_365_days_old_is_rejected() -> None:

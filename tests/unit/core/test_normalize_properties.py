@@ -20,13 +20,44 @@ from tests.unit.core.rawfactory import raw
 JSON_DIALECTS = [d for d in Dialect if d is not Dialect.VERO]
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(min_value=-(2**63), max_value=2**63 - 1) | st.floats(allow_nan=False) | st.text(max_size=40),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**63), max_value=2**63 - 1)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=40),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4)
+    ),
     max_leaves=12,
 )
-KEYS = ["user_id", "email", "event_type", "timestamp", "_p", "_t", "_n", "_p2", "name", "data",
-        "identifier", "identity", "FBID", "type", "evtName", "evtData", "ts", "idempotencyKey",
-        "url", "resource_id", "kind", "identifiers", "properties", "record", "code", "line"]
+KEYS = [
+    "user_id",
+    "email",
+    "event_type",
+    "timestamp",
+    "_p",
+    "_t",
+    "_n",
+    "_p2",
+    "name",
+    "data",
+    "identifier",
+    "identity",
+    "FBID",
+    "type",
+    "evtName",
+    "evtData",
+    "ts",
+    "idempotencyKey",
+    "url",
+    "resource_id",
+    "kind",
+    "identifiers",
+    "properties",
+    "record",
+    "code",
+    "line",
+]
 objects = st.dictionaries(st.sampled_from(KEYS) | st.text(max_size=10), json_values, max_size=8)
 
 
@@ -38,7 +69,9 @@ def test_arbitrary_bytes_never_crash_normalize(dialect: Dialect, payload: bytes)
 
 @settings(max_examples=500, deadline=None)
 @given(dialect=st.sampled_from(JSON_DIALECTS), obj=objects)
-def test_arbitrary_json_objects_never_crash_normalize(dialect: Dialect, obj: dict[str, Any]) -> None:
+def test_arbitrary_json_objects_never_crash_normalize(
+    dialect: Dialect, obj: dict[str, Any]
+) -> None:
     result = normalize(raw(dialect, orjson.dumps(obj)))
     assert isinstance(result, Event | Rejection)
     if isinstance(result, Event):
@@ -49,8 +82,11 @@ def test_arbitrary_json_objects_never_crash_normalize(dialect: Dialect, obj: dic
 @settings(max_examples=200, deadline=None)
 @given(data=st.binary(max_size=600))
 def test_every_non_blank_line_of_any_bytes_gets_exactly_one_outcome(data: bytes) -> None:
-    non_blank = {n for n, line in enumerate(data.split(b"\n"), 1)
-                 if line.strip(b" \t\r\x0b\x0c") and not (n == 1 and line.strip() == b"\xef\xbb\xbf")}
+    non_blank = {
+        n
+        for n, line in enumerate(data.split(b"\n"), 1)
+        if line.strip(b" \t\r\x0b\x0c") and not (n == 1 and line.strip() == b"\xef\xbb\xbf")
+    }
     outcomes = []
     for line in iter_lines(io.BytesIO(data)):
         record = raw(Dialect.ZETA, line.data, line=line.number)

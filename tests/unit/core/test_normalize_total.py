@@ -41,7 +41,9 @@ _NUMBERS = st.one_of(
 _SCALARS = st.one_of(st.none(), st.booleans(), _NUMBERS, _HOSTILE_TEXT, st.text(max_size=20))
 _VALUES = st.recursive(
     _SCALARS,
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
     max_leaves=6,
 )
 

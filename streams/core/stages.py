@@ -1,0 +1,205 @@
+"""`decide` split into the stages of a user-keyed topology, each on the state of one key.
+
+`decide` (streams/core/decide.py) needs, for one record, the state of its account
+(catalog, seen event ids), of each of its identifiers (links) and of its profile (dedup
+keys). A runtime that partitions state by key (the Faust runtime) runs it as four stages,
+each touching only the state of the key it is routed by:
+
+1. `admit_event` — key: the account. Redelivery (`seen`), missing identity, the catalog
+   limits (checked and committed here: the catalog is per account).
+2. `resolve_profile` — key: the record's highest-precedence identifier. Its link gives
+   the profile (a never-seen identifier makes a new profile and links itself); the
+   record's other identifiers and aliases become `LinkRequest`s.
+3. `link_identifier` — key: one lower identifier. First link wins; a link to another
+   profile is an `IdentityConflict` (reported, never merged).
+4. `decide_for_profile` — key: the profile. Dedup in the account+profile scope, trigger
+   eligibility, and the outcome (also for a record the catalog rejected in stage 1: it
+   still had its identifiers linked, exactly as in `decide`).
+
+Run one after another against one store (`decide_in_stages`), the stages give what
+`decide` gives, with two differences, both documented in
+docs/decisions/keyed-topology.md: conflicts are returned by stage 3 (not added to the
+record's notes), and the catalog names of a record are committed in stage 1, before dedup
+(a duplicate whose name or properties were new still adds them).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from streams.core.catalog import check_catalog, commit_catalog
+from streams.core.dedup import (
+    SEEN_RETENTION,
+    event_digest,
+    is_duplicate,
+    previous_outcome,
+    remember,
+    remember_outcome,
+)
+from streams.core.errors import ErrorCode, Rejection, Stage
+from streams.core.identity import (
+    IDENTITY_TABLE,
+    KEY_SEPARATOR,
+    IdentityConflict,
+    ordered_identifiers,
+)
+from streams.core.records import Event, Outcome, OutcomeKind
+from streams.core.settings import AccountSettings
+from streams.core.state import StateStore
+from streams.core.trigger import is_trigger_eligible
+
+ROUTED = "routed"  # the `seen` summary of a record that left stage 1
+
+
+@dataclass(slots=True)
+class Admitted:
+    """A record that passed stage 1, with the catalog's rejection if it had one (the
+    outcome is decided in stage 4, after its identifiers are linked)."""
+
+    event: Event
+    rejection: Rejection | None = None
+
+
+@dataclass(slots=True, frozen=True)
+class LinkRequest:
+    """Stage 3's work: link `identifier` ("namespace:value") of `account` to `profile_id`."""
+
+    account: str
+    identifier: str
+    profile_id: str
+    event_id: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.account}{KEY_SEPARATOR}{self.identifier}"
+
+
+def account_key(account: str) -> str:
+    """The routing key of stage 1."""
+    return account
+
+
+def route_key(event: Event) -> str:
+    """The routing key of stage 2: the `identity` key of the highest identifier."""
+    namespace, value = ordered_identifiers(event)[0]
+    return f"{event.account}{KEY_SEPARATOR}{namespace}:{value}"
+
+
+def profile_key(account: str, profile_id: str) -> str:
+    """The routing key of stage 4. A new profile's id is its creating identifier, so a
+    record of that identifier's own profile stays on stage 2's key."""
+    return f"{account}{KEY_SEPARATOR}{profile_id}"
+
+
+def admit_event(
+    event: Event,
+    store: StateStore,
+    now: datetime,
+    settings: AccountSettings,
+    *,
+    raw: bytes | None = None,
+    shard: str = "",
+    seen_retention: timedelta = SEEN_RETENTION,
+) -> Admitted | Outcome | None:
+    """Stage 1 (account): None for an `event_id` decided before, the final outcome of a
+    record without identifiers, else the admitted record."""
+    event_id = event.event_id
+    if previous_outcome(event_id, store, now) is not None:
+        return None
+    if not event.identifiers:
+        rejection = Rejection(
+            ErrorCode.MISSING_IDENTITY, "no user identifier in the record", Stage.IDENTITY
+        )
+        remember_outcome(event_id, store, now, f"rejected:{rejection.code}", seen_retention, shard)
+        return Outcome(
+            OutcomeKind.REJECTED, event_id, event.source, event=event, rejection=rejection, raw=raw
+        )
+    check = check_catalog(event, store, settings)
+    if check.changes:
+        commit_catalog(event, check, store)
+    remember_outcome(event_id, store, now, ROUTED, seen_retention, shard)
+    return Admitted(event, check.rejection)
+
+
+def resolve_profile(event: Event, store: StateStore) -> tuple[str, list[LinkRequest]]:
+    """Stage 2 (highest identifier): the record's profile, and a link request for each of
+    its other identifiers and aliases. A never-seen identifier gets a profile of its own
+    (`namespace:value`) and its self-link is written here."""
+    ordered = ordered_identifiers(event)
+    if not ordered:
+        raise ValueError(f"record {event.event_id} has no identifiers")
+    account = event.account
+    namespace, value = ordered[0]
+    key = f"{account}{KEY_SEPARATOR}{namespace}:{value}"
+    existing = store.get(IDENTITY_TABLE, key)
+    if isinstance(existing, str):
+        profile_id = existing
+    else:
+        profile_id = f"{namespace}:{value}"
+        store.put(IDENTITY_TABLE, key, profile_id)
+    requests = [
+        LinkRequest(account, f"{ns}:{v}", profile_id, event.event_id) for ns, v in ordered[1:]
+    ]
+    return profile_id, requests
+
+
+def link_identifier(request: LinkRequest, store: StateStore) -> IdentityConflict | None:
+    """Stage 3 (one lower identifier): first link wins; a link to another profile is a
+    conflict, reported and not merged."""
+    key = request.key
+    current = store.get(IDENTITY_TABLE, key)
+    if current is None:
+        store.put(IDENTITY_TABLE, key, request.profile_id)
+        return None
+    if current != request.profile_id:
+        return IdentityConflict(
+            request.account, request.identifier, str(current), request.profile_id, request.event_id
+        )
+    return None
+
+
+def decide_for_profile(
+    admitted: Admitted,
+    profile_id: str,
+    store: StateStore,
+    now: datetime,
+    settings: AccountSettings,
+    *,
+    raw: bytes | None = None,
+    shard: str = "",
+) -> Outcome:
+    """Stage 4 (profile): the outcome. `admitted.event` gets `profile_id` and `triggered`
+    set (it is the runtime's own copy, decoded from the hop)."""
+    event = admitted.event
+    event.profile_id = profile_id
+    event.triggered = False
+    if admitted.rejection is not None:
+        return Outcome(
+            OutcomeKind.REJECTED, event.event_id, event.source, event, admitted.rejection, raw
+        )
+    digest = event_digest(event, profile_id, settings)
+    if digest is not None and is_duplicate(store, digest, now):
+        return Outcome(OutcomeKind.DUPLICATE, event.event_id, event.source, event, None, raw)
+    if digest is not None:
+        remember(store, digest, now, settings.dedup_window, shard)
+    event.triggered = is_trigger_eligible(event, now, settings)
+    return Outcome(OutcomeKind.ACCEPTED, event.event_id, event.source, event, None, raw)
+
+
+def decide_in_stages(
+    event: Event,
+    store: StateStore,
+    now: datetime,
+    settings: AccountSettings,
+    *,
+    raw: bytes | None = None,
+) -> tuple[Outcome | None, list[IdentityConflict]]:
+    """The four stages one after another against one store (what the Faust runtime does
+    when every key of a record is in one partition); `event` is decided in place."""
+    admitted = admit_event(event, store, now, settings, raw=raw)
+    if not isinstance(admitted, Admitted):
+        return admitted, []
+    profile_id, requests = resolve_profile(admitted.event, store)
+    conflicts = [c for c in (link_identifier(r, store) for r in requests) if c is not None]
+    return decide_for_profile(admitted, profile_id, store, now, settings, raw=raw), conflicts

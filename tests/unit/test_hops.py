@@ -1,0 +1,111 @@
+"""Hops between the stages: an exact round trip of everything a stage hands on."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from streams import topics as T
+from streams.core.errors import ErrorCode, Rejection, Stage
+from streams.core.records import Dialect, RawRecord, RecordKind, Source, SourceKind
+from streams.core.stages import LinkRequest
+from streams.hops import Hop, HopError, HopStage, decode_hop, encode_hop
+from tests.unit.core.factories import make_event
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+moments = st.datetimes(
+    min_value=datetime(1900, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(UTC)
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    properties=st.dictionaries(st.text(max_size=6), json_values, max_size=4),
+    timestamp=moments,
+    received=moments,
+    key=st.none() | st.text(max_size=10),
+    alias=st.none() | st.just({"email": "c@x.com"}),
+    raw=st.none() | st.binary(max_size=30),
+    profile=st.none() | st.text(max_size=10),
+    rejected=st.booleans(),
+    stage=st.sampled_from([HopStage.ROUTE, HopStage.DECIDE]),
+)
+def test_hop_round_trip_keeps_the_record_exactly(
+    properties: dict[str, object],
+    timestamp: datetime,
+    received: datetime,
+    key: str | None,
+    alias: dict[str, str] | None,
+    raw: bytes | None,
+    profile: str | None,
+    rejected: bool,
+    stage: HopStage,
+) -> None:
+    event = make_event(
+        user_id="42",
+        email="a@x.com",
+        properties=properties,
+        timestamp=timestamp,
+        received_at=received,
+        idempotency_key=key,
+        alias=alias,
+    )
+    event.url = "www.example.com/"
+    rejection = (
+        Rejection(ErrorCode.TOO_MANY_PROPERTIES, "too many", Stage.CATALOG, "sku")
+        if rejected
+        else None
+    )
+    hop = Hop(stage, "acme\x1fuser_id:42", event, rejection, raw, profile)
+    assert decode_hop(encode_hop(hop)) == hop
+
+
+def test_link_hop_round_trip() -> None:
+    hop = Hop(
+        HopStage.LINK,
+        "acme\x1femail:a@x.com",
+        link=LinkRequest("acme", "email:a@x.com", "user_id:42", "e1"),
+        upload_id="up-1",
+    )
+    assert decode_hop(encode_hop(hop)) == hop
+
+
+def test_account_hop_carries_the_raw_record() -> None:
+    source = Source(SourceKind.FILE, Dialect.ZETA, "acme", "up-1", "a.jsonl", None, 7)
+    record = RawRecord(
+        source,
+        datetime(2024, 6, 1, 12, 0, 0, 123000, tzinfo=UTC),
+        b'{"user_id": "1"}',
+        trigger=True,
+        framing_error=Rejection(ErrorCode.LINE_TOO_LONG, "long", Stage.READ),
+    )
+    back = decode_hop(encode_hop(Hop(HopStage.ACCOUNT, "acme", record=record)))
+    assert back.record == record
+
+
+def test_hop_of_an_alias_record_round_trips() -> None:
+    event = make_event(kind=RecordKind.ALIAS, user_id="1", alias={"email": "x@y.z"})
+    event.timestamp = event.received_at = datetime(2024, 1, 1, tzinfo=UTC) - timedelta(days=1)
+    hop = Hop(HopStage.ROUTE, "k", event)
+    assert decode_hop(encode_hop(hop)) == hop
+
+
+@pytest.mark.parametrize("data", [b"{}", b"[1]", b'{"stage": "nope", "key": "k"}', b"\xff"])
+def test_a_message_that_is_not_a_hop_is_a_hop_error(data: bytes) -> None:
+    with pytest.raises(HopError):
+        decode_hop(data)
+
+
+def test_partition_of_is_the_same_everywhere() -> None:
+    # a contract between connectors and workers (and across releases): CRC-32 mod n
+    assert [T.partition_of(k, 8) for k in ("acme", "acme\x1fuser_id:42", "é")] == [6, 1, 6]
+    assert {T.partition_of(f"k{i}", 8) for i in range(200)} == set(range(8))

@@ -1,0 +1,172 @@
+"""The keyed topology without Kafka: partitions as separate stores, hops as FIFO queues, and
+a random schedule of which partition works next. Whatever the schedule, a sequence of
+uploads whose records rely only on links from earlier uploads ends with the outcomes
+`decide` gives in one process."""
+
+from __future__ import annotations
+
+import random
+from collections import deque
+from datetime import UTC, datetime, timedelta
+
+import orjson
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from streams.core.decide import decide, decide_rejection
+from streams.core.errors import Rejection
+from streams.core.normalize import normalize
+from streams.core.records import Dialect, RawRecord, Source, SourceKind, make_event_id
+from streams.core.settings import AccountSettings
+from streams.core.state import MemoryStore
+from streams.hops import Hop, decode_hop, encode_hop
+from streams.routing import advance, first_hop
+from streams.topics import partition_of
+
+NOW = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
+SETTINGS = AccountSettings()
+USERS = ("u1", "u2", "u3", "u4")
+EMAILS = ("e1@x.com", "e2@x.com", "e3@x.com")
+
+Result = tuple[str, str | None, str, str | None, bool]
+
+
+def _raw(account: str, upload: str, line: int, doc: dict[str, object] | None) -> RawRecord:
+    source = Source(SourceKind.FILE, Dialect.ZETA, account, upload, "f.jsonl", None, line)
+    payload = b"{not json" if doc is None else orjson.dumps(doc)
+    return RawRecord(source, NOW, payload, trigger=line % 2 == 0)
+
+
+# One upload: (account, kind, rows). "pairs" rows have a user id and maybe an email, each
+# email with one user in the upload; "emails" rows have only an email (they follow links
+# from earlier uploads). A row is (user, email, key, minutes ago, bad line, redelivered).
+rows = st.lists(
+    st.tuples(
+        st.sampled_from(USERS),
+        st.sampled_from((*EMAILS, None)),
+        st.sampled_from(("k1", "k2", None)),
+        st.integers(0, 26 * 60),
+        st.booleans(),
+        st.booleans(),
+    ),
+    min_size=1,
+    max_size=12,
+)
+uploads = st.lists(
+    st.tuples(st.sampled_from(("a", "b")), st.sampled_from(("pairs", "emails")), rows),
+    min_size=1,
+    max_size=5,
+)
+
+
+def records_of(n: int, account: str, kind: str, upload_rows: list[tuple]) -> list[RawRecord]:  # type: ignore[type-arg]
+    upload = f"up{n}"
+    owner: dict[str, str] = {}  # email -> its user in this upload
+    out: list[RawRecord] = []
+    for line, (user, email, key, ago, bad, again) in enumerate(upload_rows, 1):
+        doc: dict[str, object] = {
+            "event_type": "view",
+            "timestamp": (NOW - timedelta(minutes=ago)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        }
+        if kind == "pairs":
+            doc["user_id"] = user
+            if email is not None and owner.setdefault(email, user) == user:
+                doc["email"] = email
+        else:
+            doc["email"] = email or EMAILS[0]
+        if key is not None:
+            doc["idempotencyKey"] = key
+        raw = _raw(account, upload, line, None if bad else doc)
+        out.append(raw)
+        if again:
+            out.append(raw)  # the same line handed in twice: one outcome
+    return out
+
+
+def reference(all_uploads: list[list[RawRecord]]) -> dict[str, Result]:
+    store = MemoryStore()
+    found: dict[str, Result] = {}
+    for records in all_uploads:
+        for raw in records:
+            event = normalize(raw)
+            if isinstance(event, Rejection):
+                outcome = decide_rejection(make_event_id(raw.source), raw.source, event, store, NOW)
+            else:
+                decision = decide(event, store, NOW, SETTINGS)
+                outcome = decision.outcome if decision else None
+            if outcome is not None:
+                profile = outcome.event.profile_id if outcome.event else None
+                triggered = bool(outcome.event and outcome.event.triggered)
+                code = str(outcome.code) if outcome.code else None
+                assert outcome.event_id not in found
+                found[outcome.event_id] = (outcome.event_id, profile, outcome.kind, code, triggered)
+    return found
+
+
+def run_keyed(
+    all_uploads: list[list[RawRecord]], partitions: int, schedule: random.Random
+) -> tuple[dict[str, Result], int]:
+    stores = [MemoryStore() for _ in range(partitions)]
+    found: dict[str, Result] = {}
+    hops = 0
+    for n, records in enumerate(all_uploads):
+        # a producer keys by account, but not necessarily onto the account's partition
+        entry = schedule.randrange(partitions)
+        raw_queues = {p: deque[Hop]() for p in range(partitions)}
+        key_queues = {p: deque[bytes]() for p in range(partitions)}
+        raw_queues[entry].extend(first_hop(raw) for raw in records)
+        while True:
+            ready = [("raw", p) for p, q in raw_queues.items() if q]
+            ready += [("key", p) for p, q in key_queues.items() if q]
+            if not ready:
+                break  # the upload is complete before the next one starts
+            which, partition = schedule.choice(ready)
+            if which == "raw":
+                hop = raw_queues[partition].popleft()
+            else:
+                hop = decode_hop(key_queues[partition].popleft())
+            done = advance(hop, partition, partitions, stores[partition], NOW, lambda _: SETTINGS)
+            assert not done.failures, done.failures
+            for target, forward in done.forwards:
+                key_queues[target].append(encode_hop(forward))
+                hops += 1
+            for outcome in done.outcomes:
+                profile = outcome.event.profile_id if outcome.event else None
+                triggered = bool(outcome.event and outcome.event.triggered)
+                code = str(outcome.code) if outcome.code else None
+                assert outcome.event_id not in found, f"two outcomes for {outcome.event_id} ({n})"
+                found[outcome.event_id] = (outcome.event_id, profile, outcome.kind, code, triggered)
+    return found, hops
+
+
+@settings(max_examples=150, deadline=None)
+@given(plan=uploads, partitions=st.sampled_from([1, 3, 8]), seed=st.integers(0, 2**32))
+def test_keyed_topology_decides_as_one_process_whatever_the_schedule(
+    plan: list[tuple[str, str, list[tuple]]],  # type: ignore[type-arg]
+    partitions: int,
+    seed: int,
+) -> None:
+    all_uploads = [records_of(n, a, kind, r) for n, (a, kind, r) in enumerate(plan)]
+    expected = reference(all_uploads)
+    got, _ = run_keyed(all_uploads, partitions, random.Random(seed))
+    assert got == expected
+
+
+def test_every_stage_state_stays_in_its_keys_partition() -> None:
+    plan = [
+        ("a", "pairs", [(u, e, "k1", 5, False, False) for u in USERS for e in EMAILS[:1]]),
+        ("a", "emails", [("u1", e, "k2", 5, False, False) for e in EMAILS]),
+    ]
+    all_uploads = [records_of(n, a, kind, r) for n, (a, kind, r) in enumerate(plan)]
+    stores = [MemoryStore() for _ in range(8)]
+    for records in all_uploads:
+        queue: deque[tuple[int, Hop]] = deque((0, first_hop(raw)) for raw in records)
+        while queue:
+            partition, hop = queue.popleft()
+            done = advance(hop, partition, 8, stores[partition], NOW, lambda _: SETTINGS)
+            queue.extend(done.forwards)
+    for partition, store in enumerate(stores):
+        for key in store.tables.get("identity", {}):
+            assert partition_of(key, 8) == partition, key
+        for key in store.tables.get("catalog_props", {}):
+            assert partition_of(key.split("\x1f")[0], 8) == partition, key
