@@ -387,7 +387,8 @@ class ExactlyOnce:
         self.open: set[int] = set()
         self.touched: set[int] = set()
         self.installed = False
-        self.settled = asyncio.Event()  # cleared from a revocation until the assignment
+        # cleared from a revocation until the tables of the new assignment are recovered
+        self.settled = asyncio.Event()
         # last offset processed per input topic-partition: Faust drops queued events at a
         # rebalance and re-reads from the committed offset, so a record may come twice or
         # after a gap (see run_batch)
@@ -395,7 +396,6 @@ class ExactlyOnce:
         # the offset last committed per input topic-partition (the next one to read)
         self.committed: dict[Any, int] = {}
         self.generation = 0  # rebalances seen
-        self.settled.set()
 
     def install(self) -> None:
         if self.installed:
@@ -406,6 +406,18 @@ class ExactlyOnce:
         transactions.on_partitions_revoked = self.on_partitions_revoked
         transactions.commit = self.commit
         transactions.flush = self.flush
+        self.app.on_rebalance_complete.connect(self.on_recovered)
+
+    async def on_recovered(self, sender: Any = None, **_: Any) -> None:
+        """Faust has recovered the tables of the assignment from their changelogs (its
+        `on_rebalance_complete`, sent once the changelogs are read): events may go on."""
+        recovery = getattr(getattr(self.app, "tables", None), "recovery", None)
+        pending = getattr(recovery, "signal_recovery_start", None)
+        if pending is not None and pending.is_set():
+            return  # an older recovery ended; the newer assignment's is still to run
+        if not self.settled.is_set():
+            log.info("tables recovered: processing resumes")
+        self.settled.set()
 
     def transactional_id(self, partition: int) -> str:
         return f"{self.app.conf.id}-tidegate-{partition}"
@@ -448,6 +460,9 @@ class ExactlyOnce:
                 await producer.flush()
 
     async def on_rebalance(self, assigned: Any, revoked: Any, newly_assigned: Any) -> None:
+        # also when no revocation came first (a worker's first assignment: Faust calls
+        # on_partitions_revoked only when it had an assignment)
+        self.settled.clear()
         owned = {tp.partition for tp in assigned if tp.topic in self.sources}
         async with self.guard:
             for tp in [tp for tp in self.done if tp.partition not in owned]:
@@ -473,7 +488,11 @@ class ExactlyOnce:
                 fatal("starting the transactional producers failed", error)
             # events taken between the revocation and now were fetched before the seek
             self.generation += 1
-            self.settled.set()
+            # `settled` stays clear until the tables are recovered (`on_recovered`): Faust
+            # may hand out events of an assigned partition while it is still reading the
+            # partition's changelogs, and an event decided then sees missing state (seen
+            # 2026-12-02: a restarted worker counted outcomes of uploads whose announcement
+            # was in the changelog it had not read yet, so they never completed)
         log.warning("transactional producers for partitions %s", sorted(owned))
 
     def producer_for(self, partition: int) -> Any:
@@ -661,11 +680,11 @@ def register(
         commits (guard): `work(partition, events)` once per partition, in offset order.
         `taken` holds each event with the rebalance generation at which it was taken.
 
-        Under exactly_once a record's partition must have an open transaction. During a
-        rebalance (after the final commit, before the new assignment) it has none: the
-        record waits for the assignment, then is processed when its partition stayed ours,
-        or left alone (unacked) when it moved; its new owner reads it from the committed
-        offset. On a partition we keep, records are processed in offset order, each once:
+        Under exactly_once a record's partition must have an open transaction and
+        recovered tables. During a rebalance (from the final commit until the tables of the
+        new assignment are recovered from their changelogs) every record waits, then is
+        processed when its partition stayed ours, or left alone (unacked) when it moved;
+        its new owner reads it from the committed offset. On a partition we keep, records are processed in offset order, each once:
         Faust's rebalance drops queued events and seeks back to the committed offset, and
         its commit steps over a single unacked offset (Consumer._new_offset tolerates a gap
         of one), so a record held across a rebalance is processed only when it is the next
@@ -681,9 +700,10 @@ def register(
                 for event, generation in taken:
                     message = event.message
                     partition = message.partition
+                    if app.in_transaction and not settled:
+                        waiting.append((event, generation))  # until the tables are recovered
+                        continue
                     if app.in_transaction and partition not in eos.open:
-                        if not settled:
-                            waiting.append((event, generation))
                         continue  # not ours any more (or stopping): left alone
                     tp = message.tp
                     done = eos.done.get(tp)
@@ -708,6 +728,7 @@ def register(
                         event.ack()
             taken = waiting
             if taken:
+                log.info("%d events wait for the assignment and table recovery", len(taken))
                 await eos.settled.wait()
 
     def batch_queue(stream: Any) -> Any:

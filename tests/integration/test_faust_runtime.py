@@ -202,3 +202,72 @@ def test_faust_crash_kill_9(kafka_bootstrap: str, tmp_path: Path, prefix: str) -
     }
     assert len(earlier) == 1, earlier
     assert by_id[probe_ids[1]][1] == next(iter(earlier))
+
+
+def test_faust_restarted_worker_decides_against_recovered_state(
+    kafka_bootstrap: str, tmp_path: Path, prefix: str
+) -> None:
+    """A worker killed with kill -9 and started again while records wait for it: it must
+    read its tables' changelogs before deciding any of them (links and dedup keys of the
+    first upload hold for the second), and every upload must complete."""
+    files = tmp_path / "files"
+    files.mkdir()
+    n = 300
+    first = files / "links.jsonl"
+    _lines(
+        first,
+        [
+            {
+                "user_id": f"r{i}",
+                "email": f"r{i}@acme.com",
+                "event_type": "signup",
+                "timestamp": _ts(5),
+                "idempotencyKey": f"s{i}",
+            }
+            for i in range(n)
+        ],
+    )
+    second = files / "after.jsonl"
+    rows: list[dict[str, object]] = []
+    for i in range(n):
+        rows.append({"email": f"r{i}@acme.com", "event_type": "open", "timestamp": _ts(1)})
+        rows.append(
+            {
+                "user_id": f"r{i}",
+                "event_type": "signup",
+                "timestamp": _ts(5),
+                "idempotencyKey": f"s{i}",
+            }
+        )
+    _lines(second, rows)
+    one = Upload("acme", first.name, first, Dialect.ZETA, False, str(uuid.uuid4()))
+    two = Upload("acme", second.name, second, Dialect.ZETA, False, str(uuid.uuid4()))
+    asyncio.run(T.ensure_topics(kafka_bootstrap, PARTITIONS))
+    workers = Workers(kafka_bootstrap, tmp_path, prefix)
+    try:
+        workers.start(1)
+        asyncio.run(produce_all(kafka_bootstrap, [one]))
+        asyncio.run(wait_statuses(kafka_bootstrap, [one.upload_id], timeout=300))
+        workers.kill(1)
+        asyncio.run(produce_all(kafka_bootstrap, [two]))  # waits in events.raw
+        workers.start(1)
+        statuses = asyncio.run(wait_statuses(kafka_bootstrap, [two.upload_id], timeout=300))
+        records = asyncio.run(read_topic(kafka_bootstrap, T.OUTCOMES))
+    except BaseException:
+        print(workers.report())
+        raise
+    finally:
+        workers.stop()
+    assert statuses[two.upload_id]["counts"]["records"] == 2 * n
+    found, per_id = outcome_set(records)
+    assert max(per_id.values()) == 1
+    by_id = {o[0]: o for o in found}
+    ids = [
+        make_event_id(item[1].source)
+        for item in read_upload(row_of(two))
+        if isinstance(item, tuple)
+    ]
+    for i in range(n):
+        opened, again = by_id[ids[2 * i]], by_id[ids[2 * i + 1]]
+        assert opened[1] == f"user_id:r{i}", opened  # the link of the first upload
+        assert again[2] == "duplicate", again  # its dedup key
