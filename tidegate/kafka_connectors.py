@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from connectors.accounts import Accounts
+from connectors.accounts import Account, Accounts, Credentials
 from connectors.ports import FileUpload, IngestUnavailable, Receipt, UploadView
 from streams import topics as T
 from streams.core.records import RawRecord, SourceKind
@@ -236,9 +236,15 @@ class KafkaIngest:
         return None
 
 
-async def run_connectors_on_kafka(args: argparse.Namespace, accounts: Accounts) -> int:
+async def run_connectors_on_kafka(
+    args: argparse.Namespace,
+    accounts: Accounts,
+    created: tuple[Account, Credentials] | None = None,
+) -> int:
     from tidegate.serve import serve_connectors
 
     ingest = KafkaIngest(T.bootstrap_of(args.broker), args.data)
     await ingest.start()
-    return await serve_connectors(args, accounts, ingest, ingest.stop, runtime_name="Kafka")
+    return await serve_connectors(
+        args, accounts, ingest, ingest.stop, created=created, runtime_name="Kafka"
+    )

@@ -16,6 +16,7 @@ from connectors.http.server import serve_http
 from connectors.ports import Ingest
 from connectors.sftp import start_sftp_server
 from connectors.watch import start_watch_folder
+from streams import topics as T
 from streams.core.settings import SettingsRegistry
 from streams.embedded.runtime import EmbeddedRuntime
 from tidegate.files import read_upload
@@ -46,7 +47,8 @@ async def run(args: argparse.Namespace) -> int:
     if args.broker:
         from tidegate.kafka_connectors import run_connectors_on_kafka
 
-        return await run_connectors_on_kafka(args, accounts)
+        # the demo account's credentials are shown once, whichever runtime decides
+        return await run_connectors_on_kafka(args, accounts, created)
 
     runtime = EmbeddedRuntime(data, settings_of(accounts), read_upload)
     await runtime.start()
@@ -113,7 +115,9 @@ def _print_welcome(
         f"Tidegate is running ({where}).",
         f"  data directory   {data.resolve()}",
         f"  accounts file    {config.resolve()}",
-        f"  outputs          {(data / 'out').resolve()}/{{accepted,triggers,deadletter,conflicts}}.jsonl",
+        f"  outputs          {(data / 'out').resolve()}/{{accepted,triggers,deadletter,conflicts}}.jsonl"
+        if runtime_name == "embedded"
+        else f"  outputs          topics {T.ACCEPTED}, {T.TRIGGERS}, {T.DEADLETTER}, {T.CONFLICTS}",
         f"  SFTP drop        sftp -P {sftp_port} <username>@{host}   (put files into events/)",
         f"  watched folder   {(data / 'watch').resolve()}/<account>/events/",
         f"  HTTP API         http://{host}:{http_port}/  (POST /1/upload, /people/contacts/{{id}}/events,"

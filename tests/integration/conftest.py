@@ -122,3 +122,20 @@ def new_topic_name(request: pytest.FixtureRequest) -> Callable[[str], str]:
 def topic_name(new_topic_name: Callable[[str], str]) -> str:
     """A fresh, unique topic name for this test."""
     return new_topic_name("")
+
+
+@pytest.fixture
+def prefix() -> Iterator[str]:
+    """Topic names of their own for one Faust test (`T.use_prefix`), deleted at the end of
+    the session with the app's changelog and internal topics (app id: dots as dashes)."""
+    from streams import topics as T
+    from tests.integration.kafka_helpers import SESSION_PREFIXES
+
+    name = f"tgtest.{uuid.uuid4().hex[:8]}"
+    SESSION_PREFIXES.update({f"{name}.", f"{name.replace('.', '-')}-"})
+    previous = T.PREFIX
+    T.use_prefix(name)
+    try:
+        yield name
+    finally:
+        T.use_prefix(previous)

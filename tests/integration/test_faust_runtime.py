@@ -12,7 +12,6 @@ import os
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
@@ -37,24 +36,10 @@ from tests.integration.faust_helpers import (
     read_topic,
     row_of,
 )
-from tests.integration.kafka_helpers import SESSION_PREFIXES
 from tidegate.files import read_upload
 from tidegate.kafka_import import wait_statuses
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
-
-
-@pytest.fixture
-def prefix() -> Iterator[str]:
-    name = f"tgtest.{uuid.uuid4().hex[:8]}"
-    # the topics, and the app's changelog and internal topics (app id: dots as dashes)
-    SESSION_PREFIXES.update({f"{name}.", f"{name.replace('.', '-')}-"})
-    previous = T.PREFIX
-    T.use_prefix(name)
-    try:
-        yield name
-    finally:
-        T.use_prefix(previous)
 
 
 # --------------------------------------------------------------------------- tests
