@@ -684,8 +684,8 @@ def register(
         recovered tables. During a rebalance (from the final commit until the tables of the
         new assignment are recovered from their changelogs) every record waits, then is
         processed when its partition stayed ours, or left alone (unacked) when it moved;
-        its new owner reads it from the committed offset. On a partition we keep, records are processed in offset order, each once:
-        Faust's rebalance drops queued events and seeks back to the committed offset, and
+        its new owner reads it from the committed offset. On a partition we keep, records
+        are processed in offset order, each once: Faust's rebalance drops queued events and seeks back to the committed offset, and
         its commit steps over a single unacked offset (Consumer._new_offset tolerates a gap
         of one), so a record held across a rebalance is processed only when it is the next
         offset (else the record before it would be lost), and a re-delivered record is

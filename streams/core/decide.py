@@ -116,6 +116,12 @@ def decide_rejection(
     return Outcome(OutcomeKind.REJECTED, event_id, source, rejection=rejection, raw=raw)
 
 
+# A record that reaches the stateful rules without identifiers (`decide`, and stage 1 of
+# the keyed runtime, streams/core/stages.py).
+NO_IDENTITY = Rejection(
+    ErrorCode.MISSING_IDENTITY, "no user identifier in the record", Stage.IDENTITY
+)
+
 _ACCEPTED = OutcomeKind.ACCEPTED
 _DUPLICATE = OutcomeKind.DUPLICATE
 _REJECTED = OutcomeKind.REJECTED
@@ -195,9 +201,7 @@ def decide(
     if track_seen and previous_outcome(event_id, store, now) is not None:
         return None
     if not event.identifiers:
-        rejection = Rejection(
-            ErrorCode.MISSING_IDENTITY, "no user identifier in the record", Stage.IDENTITY
-        )
+        rejection = NO_IDENTITY
         outcome = Outcome(
             OutcomeKind.REJECTED,
             event.event_id,

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from streams.core.catalog import check_catalog, commit_catalog
+from streams.core.decide import NO_IDENTITY
 from streams.core.dedup import (
     SEEN_RETENTION,
     event_digest,
@@ -37,7 +38,7 @@ from streams.core.dedup import (
     remember,
     remember_outcome,
 )
-from streams.core.errors import ErrorCode, Rejection, Stage
+from streams.core.errors import Rejection
 from streams.core.identity import (
     IDENTITY_TABLE,
     KEY_SEPARATOR,
@@ -108,9 +109,7 @@ def admit_event(
     if previous_outcome(event_id, store, now) is not None:
         return None
     if not event.identifiers:
-        rejection = Rejection(
-            ErrorCode.MISSING_IDENTITY, "no user identifier in the record", Stage.IDENTITY
-        )
+        rejection = NO_IDENTITY
         remember_outcome(event_id, store, now, f"rejected:{rejection.code}", seen_retention, shard)
         return Outcome(
             OutcomeKind.REJECTED, event_id, event.source, event=event, rejection=rejection, raw=raw
