@@ -1,15 +1,19 @@
 #!/usr/bin/env python
-"""End-to-end throughput of the Faust workers beside a plain aiokafka relay, same broker,
-same records, same run; then produce→triggers latency at a steady rate.
+"""End-to-end throughput of the Faust workers beside a plain aiokafka relay and a Faust
+passthrough, same broker, same records, same run; then produce→triggers latency at a
+steady rate.
 
     .venv/bin/python scripts/bench_faust.py [--records 50000] [--workers 2] [--rate 2000]
-        [--latency-seconds 20] [--bootstrap 127.0.0.1:9092]
+        [--latency-seconds 20] [--bootstrap 127.0.0.1:9092] [--ceiling at_least_once ...]
 
-Prints events/s of both, their ratio, and p50/p99 latency. Uses its own topic prefix and
-app id per run. The workers' figure runs from the start of producing the records (the
+Prints events/s of each, their ratios, and p50/p99 latency. Uses its own topic prefix and
+app ids per run. The workers' figure runs from the start of producing the records (the
 workers, idle and assigned, consume while they are produced) to the last outcome read
 (read_committed); the relay's from its first fetched record to its last acknowledged send
-(its group join is not counted), so both are conservative for the ratio.
+(its group join is not counted), so both are conservative for the ratio. The ceiling
+(`scripts/faust_passthrough.py`) is the same number of Faust workers doing nothing but
+forward each record to one topic, timed as the Tidegate workers are: no Faust topology
+can do more per second here.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -92,11 +97,13 @@ async def count_until(
     timeout: float = 900,
     from_end: bool = False,
     ready: asyncio.Event | None = None,
+    plain: bool = False,
 ) -> dict[bytes, float]:
     """Arrival time of each record (by event id) read from `topic` (read_committed) until
     `n` have arrived. `from_end`: only records written after the start; `ready` is set
     once the consumer is positioned (the latency run starts producing only then, so the
-    reader's start-up is not counted as latency)."""
+    reader's start-up is not counted as latency). `plain`: records are identified by their
+    value (the passthrough's output)."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
         auto_offset_reset="earliest",
@@ -120,6 +127,9 @@ async def count_until(
             now = time.time()
             for recs in batch.values():
                 for r in recs:
+                    if plain:
+                        arrived.setdefault(r.value, now)
+                        continue
                     if r.headers:
                         arrived.setdefault(dict(r.headers).get("event_id", r.value[:80]), now)
                         continue
@@ -165,26 +175,114 @@ async def relay(bootstrap: str, src: str, dst: str, n: int) -> float:
     return time.monotonic() - (first or time.monotonic())
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--records", type=int, default=50_000)
-    ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--rate", type=float, default=2000)
-    ap.add_argument("--latency-seconds", type=float, default=20)
-    ap.add_argument("--bootstrap", default=os.environ.get("KAFKA_BOOTSTRAP", "127.0.0.1:9092"))
-    args = ap.parse_args()
-    prefix = f"bench.{uuid.uuid4().hex[:8]}"
-    T.use_prefix(prefix)
-    asyncio.run(T.ensure_topics(args.bootstrap, PARTITIONS, prefix.replace(".", "-")))
-    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    docs = [raw_doc(i, "tput", now) for i in range(args.records)]
+async def create_topics(bootstrap: str, names: list[str]) -> None:
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-    # relay baseline: raw → relay topic
-    relay_src, relay_dst = f"{prefix}.relay.in", f"{prefix}.relay.out"
-    asyncio.run(produce(args.bootstrap, relay_src, docs))
-    relay_eps = len(docs) / asyncio.run(relay(args.bootstrap, relay_src, relay_dst, len(docs)))
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(name, PARTITIONS, 1) for name in names])
+    finally:
+        await admin.close()
 
-    tmp = Path(tempfile.mkdtemp(prefix="bench-faust-"))
+
+def tidegate_event_id(i: int, doc: bytes) -> bytes:
+    """The event id the workers give `doc` (the i-th latency record): a Kafka record's
+    source is its account, upload, file and line."""
+    from streams.core.records import Dialect, Source, SourceKind, make_event_id
+
+    n = 10_000_000 + i
+    source = Source(SourceKind.KAFKA, Dialect.ZETA, f"acct{n % 64}", "lat", "bench", None, n + 1)
+    return make_event_id(source).encode()
+
+
+async def latency(
+    bootstrap: str,
+    src: str,
+    dst: str,
+    docs: list[bytes],
+    rate: float,
+    arrival_key: Callable[[int, bytes], bytes],
+    plain: bool = False,
+) -> list[float]:
+    """Seconds from producing each of `docs` to `src` at `rate` to reading it on `dst`
+    (read_committed), sorted; `arrival_key(i, doc)` names the i-th record on `dst`."""
+    ready = asyncio.Event()
+    reader = asyncio.create_task(
+        count_until(bootstrap, dst, len(docs), from_end=True, ready=ready, plain=plain)
+    )
+    await ready.wait()
+    sent = await produce(bootstrap, src, docs, rate=rate)
+    arrived = await reader
+    out = []
+    for i, doc in enumerate(docs):
+        key = arrival_key(i, doc)
+        if key in arrived:
+            out.append(arrived[key] - sent[i])
+    return sorted(out)
+
+
+def percentiles(lats: list[float]) -> tuple[float, float]:
+    """p50 and p99 in milliseconds."""
+    if not lats:
+        return float("nan"), float("nan")
+    return lats[len(lats) // 2] * 1000, lats[int(len(lats) * 0.99)] * 1000
+
+
+def run_passthrough(
+    args: argparse.Namespace, prefix: str, guarantee: str, docs: list[bytes], tmp: Path
+) -> tuple[float, list[float]]:
+    """Events/s and latencies of Faust workers that only forward the records (no
+    rule, no table, no hop), measured as the Tidegate workers are."""
+    name = guarantee
+    guarantee, _, stock = name.partition("-")
+    src, dst = f"{prefix}.pass-{name}.in", f"{prefix}.pass-{name}.out"
+    asyncio.run(create_topics(args.bootstrap, [src, dst]))
+    app_id = f"{prefix.replace('.', '-')}-pass-{name}"
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                str(REPO / "scripts" / "faust_passthrough.py"),
+                args.bootstrap,
+                src,
+                dst,
+                app_id,
+                guarantee,
+                str(tmp / f"pass-{name}-{n}"),
+                *([stock] if stock else []),
+            ],
+            cwd=REPO,
+            stdout=(tmp / f"pass-{name}-{n}.log").open("wb"),
+            stderr=subprocess.STDOUT,
+        )
+        for n in range(args.workers)
+    ]
+    try:
+        time.sleep(15)  # group formed
+        t0 = time.monotonic()
+        asyncio.run(produce(args.bootstrap, src, docs))
+        got = asyncio.run(count_until(args.bootstrap, dst, len(docs), plain=True))
+        eps = len(got) / (time.monotonic() - t0)
+        lat_docs = [raw_doc(10_000_000 + i, "lat", "x") for i in range(latency_count(args))]
+        lats = asyncio.run(
+            latency(args.bootstrap, src, dst, lat_docs, args.rate, lambda i, d: d, plain=True)
+        )
+        return eps, lats
+    finally:
+        for p in procs:
+            p.terminate()
+            p.wait(30)
+
+
+def latency_count(args: argparse.Namespace) -> int:
+    return int(args.rate * args.latency_seconds)
+
+
+def run_tidegate(
+    args: argparse.Namespace, prefix: str, docs: list[bytes], now: str, tmp: Path
+) -> tuple[float, float, list[float]]:
+    """Events/s (and the producer's own rate) and latencies of `tidegate worker`s."""
     env = {
         **os.environ,
         "TIDEGATE_TOPIC_PREFIX": prefix,
@@ -217,60 +315,74 @@ def main() -> int:
         # produce to the last outcome (end to end; bounded by the producer's rate too)
         t0 = time.monotonic()
         asyncio.run(produce(args.bootstrap, T.RAW, docs))
-        produce_s = time.monotonic() - t0
+        produce_eps = len(docs) / (time.monotonic() - t0)
         got = asyncio.run(count_until(args.bootstrap, T.OUTCOMES, len(docs)))
-        faust_eps = len(got) / (time.monotonic() - t0)
-        n_lat = int(args.rate * args.latency_seconds)
-        lat_docs = [raw_doc(10_000_000 + i, "lat", now) for i in range(n_lat)]
-
-        async def latency() -> list[float]:
-            ready = asyncio.Event()
-            reader = asyncio.create_task(
-                count_until(args.bootstrap, T.TRIGGERS, n_lat, from_end=True, ready=ready)
-            )
-            await ready.wait()
-            sent = await produce(args.bootstrap, T.RAW, lat_docs, rate=args.rate)
-            arrived = await reader
-            out = []
-            for i in range(len(lat_docs)):
-                from streams.core.records import Dialect, Source, SourceKind, make_event_id
-
-                eid = make_event_id(
-                    Source(
-                        SourceKind.KAFKA,
-                        Dialect.ZETA,
-                        f"acct{(10_000_000 + i) % 64}",
-                        "lat",
-                        "bench",
-                        None,
-                        10_000_000 + i + 1,
-                    )
-                )
-                if eid.encode() in arrived:
-                    out.append(arrived[eid.encode()] - sent[i])
-            return sorted(out)
-
-        lats = asyncio.run(latency())
+        eps = len(got) / (time.monotonic() - t0)
+        lat_docs = [raw_doc(10_000_000 + i, "lat", now) for i in range(latency_count(args))]
+        lats = asyncio.run(
+            latency(args.bootstrap, T.RAW, T.TRIGGERS, lat_docs, args.rate, tidegate_event_id)
+        )
+        return eps, produce_eps, lats
     finally:
         for p in procs:
             p.terminate()
             p.wait(30)
-        # this run's topics and the app's internal ones: they would only slow the next start
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--records", type=int, default=50_000)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--rate", type=float, default=2000)
+    ap.add_argument("--latency-seconds", type=float, default=20)
+    ap.add_argument("--bootstrap", default=os.environ.get("KAFKA_BOOTSTRAP", "127.0.0.1:9092"))
+    ap.add_argument(
+        "--ceiling",
+        nargs="*",
+        default=["at_least_once"],
+        help="Faust passthroughs to measure as the ceiling: at_least_once, exactly_once (Faust's "
+        "own transactions), each with Tidegate's fetch patch or, with a `-stock` suffix, "
+        "without it (none: skip)",
+    )
+    args = ap.parse_args()
+    prefix = f"bench.{uuid.uuid4().hex[:8]}"
+    T.use_prefix(prefix)
+    asyncio.run(T.ensure_topics(args.bootstrap, PARTITIONS, prefix.replace(".", "-")))
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    docs = [raw_doc(i, "tput", now) for i in range(args.records)]
+    tmp = Path(tempfile.mkdtemp(prefix="bench-faust-"))
+    try:
+        # relay baseline: raw → relay topic
+        relay_src, relay_dst = f"{prefix}.relay.in", f"{prefix}.relay.out"
+        asyncio.run(produce(args.bootstrap, relay_src, docs))
+        relay_s = asyncio.run(relay(args.bootstrap, relay_src, relay_dst, len(docs)))
+        relay_eps = len(docs) / relay_s
+        ceiling = {g: run_passthrough(args, prefix, g, docs, tmp) for g in args.ceiling}
+        faust_eps, produce_eps, lats = run_tidegate(args, prefix, docs, now, tmp)
+    finally:
+        # this run's topics and the apps' internal ones: they would only slow the next start
         from tests.integration.kafka_helpers import delete_topics_matching
 
         app_prefixes = (f"{prefix}.", f"{prefix.replace('.', '-')}-")
         asyncio.run(delete_topics_matching(args.bootstrap, prefixes=app_prefixes))
-    p50 = lats[len(lats) // 2] * 1000 if lats else float("nan")
-    p99 = lats[int(len(lats) * 0.99)] * 1000 if lats else float("nan")
+    p50, p99 = percentiles(lats)
+    n_lat = latency_count(args)
     print(
         f"faust workers ({args.workers}x, {PARTITIONS} partitions): {faust_eps:,.0f} ev/s "
-        f"({len(got)} outcomes; producing them alone: {len(docs) / produce_s:,.0f} ev/s)"
+        f"({args.records} outcomes; producing them alone: {produce_eps:,.0f} ev/s)"
     )
     print(f"aiokafka relay: {relay_eps:,.0f} ev/s; ratio {faust_eps / relay_eps:.1%}")
     print(
         f"latency produce→triggers at {args.rate:.0f} ev/s: p50 {p50:.0f} ms, p99 {p99:.0f} ms "
         f"({len(lats)}/{n_lat} measured)"
     )
+    for guarantee, (eps, pass_lats) in ceiling.items():
+        q50, q99 = percentiles(pass_lats)
+        print(
+            f"Faust passthrough ({guarantee}, {args.workers}x): {eps:,.0f} ev/s "
+            f"({eps / relay_eps:.1%} of the relay; Tidegate {faust_eps / eps:.1%} of it); "
+            f"latency p50 {q50:.0f} ms, p99 {q99:.0f} ms ({len(pass_lats)}/{n_lat})"
+        )
     return 0
 
 
