@@ -6,6 +6,7 @@ import json
 import re
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -30,15 +31,26 @@ class Running:
 
 
 def _read_welcome(proc: subprocess.Popen[str], deadline: float) -> str:
+    """The welcome `tidegate run` prints, up to its last line; fails at `deadline` also
+    when the process prints nothing at all (a thread reads, so a silent process cannot
+    block the test until pytest's own timeout)."""
     assert proc.stdout is not None
-    text = ""
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        text += line
-        if "tidegate uploads" in line:
-            return text
+    stdout = proc.stdout
+    lines: list[str] = []
+    finished = threading.Event()
+
+    def read() -> None:
+        for line in stdout:
+            lines.append(line)
+            if "tidegate uploads" in line:
+                break
+        finished.set()  # the welcome's last line, or the end of the output
+
+    threading.Thread(target=read, daemon=True).start()
+    finished.wait(max(0.0, deadline - time.monotonic()))
+    text = "".join(lines)
+    if finished.is_set() and "tidegate uploads" in text:
+        return text
     raise AssertionError(f"tidegate run did not start:\n{text}")
 
 
