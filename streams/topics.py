@@ -17,6 +17,7 @@ from typing import Any
 
 PREFIX = os.environ.get("TIDEGATE_TOPIC_PREFIX", "tidegate")
 RAW = ACCEPTED = TRIGGERS = DEADLETTER = OUTCOMES = ANNOUNCE = STATUS = CONFLICTS = BY_KEY = ""
+NAMES = ""
 TOPIC_CONFIGS: dict[str, Mapping[str, str]] = {}
 ALL_TOPICS: tuple[str, ...] = ()
 
@@ -31,7 +32,7 @@ def use_prefix(prefix: str) -> None:
     """Sets the topic names (`<prefix>.events.raw` ...); `tidegate` unless
     TIDEGATE_TOPIC_PREFIX says otherwise (tests use their own prefix per run)."""
     global PREFIX, RAW, ACCEPTED, TRIGGERS, DEADLETTER, OUTCOMES, ANNOUNCE, STATUS, CONFLICTS
-    global BY_KEY
+    global BY_KEY, NAMES
     global TOPIC_CONFIGS, ALL_TOPICS
     PREFIX = prefix
     RAW = f"{prefix}.events.raw"
@@ -43,6 +44,7 @@ def use_prefix(prefix: str) -> None:
     STATUS = f"{prefix}.uploads.status"
     CONFLICTS = f"{prefix}.identity.conflicts"
     BY_KEY = f"{prefix}.events.by_key"  # internal: records between the stages (streams/hops.py)
+    NAMES = f"{prefix}.uploads.names"  # the filenames accounts have used (tidegate/kafka_import.py)
     TOPIC_CONFIGS = {
         RAW: _DELETE_7D,
         ACCEPTED: _DELETE_7D,
@@ -53,6 +55,7 @@ def use_prefix(prefix: str) -> None:
         CONFLICTS: _DELETE_7D,
         BY_KEY: _DELETE_7D,
         STATUS: {"cleanup.policy": "compact"},
+        NAMES: {"cleanup.policy": "compact"},
     }
     ALL_TOPICS = tuple(TOPIC_CONFIGS)
 

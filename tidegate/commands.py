@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from connectors.ports import FileUpload, UploadView
+from streams.core.errors import Rejection
 from streams.core.records import Dialect
 from streams.core.settings import SettingsRegistry
 from streams.embedded.runtime import EmbeddedRuntime
@@ -51,6 +52,13 @@ def report_of(view: UploadView) -> dict[str, Any]:
     }
 
 
+def print_refusal(refused: Rejection, name: str, *, as_json: bool) -> None:
+    """The report of an upload refused as a whole before any record was read."""
+    fatal = {"code": refused.code.value, "message": refused.message}
+    report = {"status": "fail", "counts": {}, "warnings": [], "fatal": fatal}
+    _print_json(report) if as_json else _print_summary({**report, "errors": []}, name)
+
+
 async def _import(args: argparse.Namespace) -> int:
     runtime = make_runtime(args.data, load_settings(args.config, args.data), args.now)
     await runtime.start()
@@ -70,11 +78,7 @@ async def _import(args: argparse.Namespace) -> int:
             existing = await runtime.find_upload(args.account, path.name)
             if existing is None or existing.status not in ("queued", "processing"):
                 assert receipt.refused is not None
-                fatal = {"code": receipt.refused.code.value, "message": receipt.refused.message}
-                report = {"status": "fail", "counts": {}, "warnings": [], "fatal": fatal}
-                _print_json(report) if args.json else _print_summary(
-                    {**report, "errors": []}, path.name
-                )
+                print_refusal(receipt.refused, path.name, as_json=args.json)
                 return 2
             upload_id = existing.upload_id  # an interrupted import of this file: resume it
         view = await _wait_with_progress(runtime, upload_id, quiet=args.json)

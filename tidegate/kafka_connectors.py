@@ -26,9 +26,10 @@ from streams.core.records import RawRecord, SourceKind
 from streams.core.timeparse import to_iso
 from streams.embedded.engine import UploadRow
 from streams.embedded.ledger import FINAL, Ledger
-from tidegate.kafka_import import new_producer, produce_upload
+from tidegate.kafka_import import new_producer, produce_upload, write_claim
 
 log = logging.getLogger("tidegate.kafka")
+CLAIM_TIMEOUT = 10.0  # seconds
 
 
 class KafkaIngest:
@@ -159,6 +160,12 @@ class KafkaIngest:
             upload.trigger,
             upload.received_at,
         )
+        # the cluster's record of the name, which `tidegate import --broker` checks (this
+        # connector refuses names by its own ledger, so the claim is best effort)
+        try:
+            await asyncio.wait_for(write_claim(self._producer, row), CLAIM_TIMEOUT)
+        except Exception:
+            log.warning("could not record the name of upload %s on %s", upload_id, T.NAMES)
         self._spawn(self._produce(row))
         return receipt
 

@@ -6,6 +6,14 @@ producer, so per-account order is the file's order), announces the upload's tota
 `tidegate.uploads.announce`, then waits for the upload's final status on the compacted
 `tidegate.uploads.status` topic (written by the workers' status agent) and prints the same
 report as the embedded `tidegate import`.
+
+Filenames: before producing, the import claims the account's filename on the compacted
+`tidegate.uploads.names` topic (key `account \x1f filename`). A name whose upload has a
+final status is refused with `duplicate_filename`, as the embedded runtime refuses it. A
+name claimed by an upload without a final status (an import interrupted, or one still
+running) is imported again under that upload's id: event ids are derived from the upload
+id and the line, so the workers' redelivery suppression drops every record they have
+decided already, and the upload completes once with the file's counts.
 """
 
 from __future__ import annotations
@@ -17,14 +25,16 @@ import time
 import uuid
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import orjson
 
 from connectors.ports import UploadView
 from streams import topics as T
+from streams.core.errors import Rejection
 from streams.core.records import Dialect, SourceKind
-from streams.core.timeparse import to_iso
+from streams.core.timeparse import from_iso, to_iso
 from streams.embedded.engine import FatalUpload, MemberFailure, PlanWarning, UploadRow
 
 FINAL = frozenset({"success", "partial", "warning", "fail"})
@@ -99,6 +109,128 @@ async def produce_upload(producer: Any, row: UploadRow) -> dict[str, Any]:
     return announcement
 
 
+def name_key(account: str, filename: str) -> str:
+    """The key of an account's filename on the names topic."""
+    return f"{account}\x1f{filename}"
+
+
+async def read_to_end(
+    bootstrap: str, topic: str, partitions: Iterable[int] | None = None
+) -> list[tuple[bytes, bytes]]:
+    """Every (key, value) of `topic` (or of its `partitions`) up to its current end, in
+    offset order per partition (read_committed)."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+        auto_offset_reset="earliest",
+    )
+    await consumer.start()
+    found: list[tuple[bytes, bytes]] = []
+    try:
+        numbers = partitions
+        if numbers is None:
+            numbers = consumer.partitions_for_topic(topic) or set()
+            if not numbers:
+                await consumer._client.force_metadata_update()
+                numbers = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(numbers)]
+        if not tps:
+            return found
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        remaining = {tp for tp in tps if await consumer.position(tp) < ends[tp]}
+        while remaining:
+            batch = await consumer.getmany(*remaining, timeout_ms=500)
+            for records in batch.values():
+                found.extend((r.key or b"", r.value or b"") for r in records)
+            for tp in list(remaining):
+                if await consumer.position(tp) >= ends[tp]:
+                    remaining.discard(tp)
+    finally:
+        await consumer.stop()
+    return found
+
+
+async def find_claim(
+    bootstrap: str, account: str, filename: str, partitions: int
+) -> dict[str, Any] | None:
+    """The first claim of the account's filename still on the names topic, or None."""
+    key = name_key(account, filename)
+    wanted = key.encode("utf-8", "surrogatepass")
+    for record_key, value in await read_to_end(
+        bootstrap, T.NAMES, [T.partition_of(key, partitions)]
+    ):
+        if record_key == wanted and value:
+            claim: dict[str, Any] = orjson.loads(value)
+            return claim
+    return None
+
+
+async def claim_name(producer: Any, bootstrap: str, row: UploadRow) -> dict[str, Any]:
+    """The claim that holds for `row`'s account and filename: an earlier upload's, or a new
+    one for `row`. Of two imports claiming at once, the claim first in the log wins (both
+    then import under its upload id)."""
+    partitions = len(await producer.partitions_for(T.NAMES))
+    existing = await find_claim(bootstrap, row.account, row.filename, partitions)
+    if existing is not None:
+        return existing
+    claim = await write_claim(producer, row)
+    return await find_claim(bootstrap, row.account, row.filename, partitions) or claim
+
+
+async def write_claim(producer: Any, row: UploadRow) -> dict[str, Any]:
+    """Records on the names topic that `row`'s upload uses its account's filename."""
+    partitions = len(await producer.partitions_for(T.NAMES))
+    key = name_key(row.account, row.filename)
+    claim = {
+        "upload_id": row.upload_id,
+        "account": row.account,
+        "filename": row.filename,
+        "dialect": row.dialect.value if row.dialect else None,
+        "trigger": row.trigger,
+        "received_at": to_iso(row.received_at),
+    }
+    await producer.send_and_wait(
+        T.NAMES,
+        orjson.dumps(claim),
+        key=key.encode("utf-8", "surrogatepass"),
+        partition=T.partition_of(key, partitions),
+    )
+    return claim
+
+
+async def final_status_of(bootstrap: str, upload_id: str) -> dict[str, Any] | None:
+    """The upload's final status document on the status topic so far, or None."""
+    wanted = upload_id.encode()
+    final: dict[str, Any] | None = None
+    for key, value in await read_to_end(bootstrap, T.STATUS):
+        if key == wanted and value:
+            doc = orjson.loads(value)
+            if doc.get("status") in FINAL:
+                final = doc
+    return final
+
+
+def resumed(row: UploadRow, claim: dict[str, Any]) -> UploadRow:
+    """`row` as the claimed upload: its id, clock and flags, so every record is produced
+    exactly as the first import produced it."""
+    received_at = from_iso(claim["received_at"]) if claim.get("received_at") else None
+    return UploadRow(
+        upload_id=claim["upload_id"],
+        account=row.account,
+        filename=row.filename,
+        kind=row.kind,
+        dialect=Dialect(claim["dialect"]) if claim.get("dialect") else row.dialect,
+        path=row.path,
+        trigger=claim.get("trigger", row.trigger),
+        received_at=received_at or row.received_at,
+    )
+
+
 async def wait_statuses(
     bootstrap: str, upload_ids: Iterable[str], timeout: float = 600.0
 ) -> dict[str, dict[str, Any]]:
@@ -159,7 +291,7 @@ def view_of(doc: dict[str, Any]) -> UploadView:
 
 async def _import(args: argparse.Namespace) -> int:
     from tidegate.cli import _print_json, _print_summary
-    from tidegate.commands import report_of
+    from tidegate.commands import print_refusal, report_of
 
     bootstrap = T.bootstrap_of(args.broker)
     await T.ensure_topics(bootstrap, int(getattr(args, "partitions", 0) or T.DEFAULT_PARTITIONS))
@@ -177,6 +309,21 @@ async def _import(args: argparse.Namespace) -> int:
     producer = new_producer(bootstrap)
     await producer.start()
     try:
+        claim = await claim_name(producer, bootstrap, row)
+        if claim["upload_id"] != row.upload_id:
+            if await final_status_of(bootstrap, claim["upload_id"]) is not None:
+                refused = duplicate_filename(row.account, row.filename)
+                print_refusal(refused, path.name, as_json=args.json)
+                return 2
+            row = resumed(row, claim)
+            if not args.json:
+                print(
+                    f"{path.name} was claimed by upload {row.upload_id}, not finished: "
+                    "importing it again under that upload (records already decided are "
+                    "dropped as redeliveries)",
+                    file=sys.stderr,
+                    flush=True,
+                )
         announcement = await produce_upload(producer, row)
     finally:
         await producer.stop()
@@ -197,6 +344,13 @@ async def _import(args: argparse.Namespace) -> int:
     if view.status == "fail" and view.fatal:
         return 2
     return 0 if view.status == "success" else 1
+
+
+def duplicate_filename(account: str, filename: str) -> Rejection:
+    from connectors.ports import FileUpload
+    from streams.embedded.ledger import duplicate_filename as refusal
+
+    return refusal(FileUpload(account, filename, Path(filename), datetime.now(UTC)))
 
 
 def import_via_kafka(args: argparse.Namespace) -> int:

@@ -3,6 +3,7 @@ status and prints the same report as the embedded runtime gives for the same fil
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 from datetime import timedelta
@@ -12,12 +13,25 @@ from typing import Any
 import orjson
 import pytest
 
-from tests.integration.faust_helpers import NOW, NOW_ISO, REPO, SEEDS, Workers, _lines, _ts
+from tests.integration.faust_helpers import (
+    NOW,
+    NOW_ISO,
+    PARTITIONS,
+    REPO,
+    SEEDS,
+    Workers,
+    _lines,
+    _ts,
+    header_ids,
+    read_topic,
+)
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
 
-def _import(path: Path, *extra: str, env: dict[str, str] | None = None) -> dict[str, Any]:
+def _import(
+    path: Path, *extra: str, env: dict[str, str] | None = None, exit_codes: tuple[int, ...] = (0, 1)
+) -> dict[str, Any]:
     done = subprocess.run(
         [
             sys.executable,
@@ -37,7 +51,7 @@ def _import(path: Path, *extra: str, env: dict[str, str] | None = None) -> dict[
         env=env,
         timeout=300,
     )
-    assert done.returncode in (0, 1), done.stderr.decode()[-2000:]
+    assert done.returncode in exit_codes, done.stderr.decode()[-2000:]
     report: dict[str, Any] = orjson.loads(done.stdout)
     return report
 
@@ -84,6 +98,128 @@ def test_import_via_broker_reports_as_the_embedded_runtime(
             counts = kafka["counts"]
             assert counts["accepted"] and counts["rejected"], counts  # not a trivial file
             assert bool(counts["triggered"]) == bool(flags), counts
+    except BaseException:
+        print(workers.report())
+        raise
+    finally:
+        workers.stop()
+
+
+def _raw_end(bootstrap: str) -> int:
+    """How many records the raw topic holds (all partitions)."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    from streams import topics as T
+
+    async def count() -> int:
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+        await consumer.start()
+        try:
+            tps = [TopicPartition(T.RAW, p) for p in range(PARTITIONS)]
+            consumer.assign(tps)
+            return sum((await consumer.end_offsets(tps)).values())
+        finally:
+            await consumer.stop()
+
+    return asyncio.run(count())
+
+
+def test_import_via_broker_refuses_a_filename_the_account_used(
+    kafka_bootstrap: str, tmp_path: Path, prefix: str
+) -> None:
+    """duplicate_filename, as on the embedded runtime: a second import of a name whose
+    upload finished is refused before any record is produced; another account may use it."""
+    path = tmp_path / "march.jsonl"
+    _lines(
+        path, [{"user_id": f"u{n}", "event_type": "view", "timestamp": _ts(2)} for n in range(5)]
+    )
+    broker = ("--broker", f"kafka://{kafka_bootstrap}")
+    workers = Workers(kafka_bootstrap, tmp_path, prefix)
+    try:
+        workers.start(1)
+        env = workers.env()
+        first = _import(path, *broker, env=env)
+        assert first["status"] == "success" and first["counts"]["accepted"] == 5, first
+        produced = _raw_end(kafka_bootstrap)
+        again = _import(path, *broker, env=env, exit_codes=(2,))
+        assert again["status"] == "fail", again
+        assert again["fatal"]["code"] == "duplicate_filename", again
+        assert _raw_end(kafka_bootstrap) == produced  # nothing produced for the refused one
+        embedded = tmp_path / "embedded"
+        _import(path, "--data", str(embedded))
+        refused_embedded = _import(path, "--data", str(embedded), exit_codes=(2,))
+        assert refused_embedded == again  # the same report
+        other = _import(path, *broker, "--account", "globex", env=env)
+        assert other["status"] == "success" and other["counts"]["accepted"] == 5, other
+    except BaseException:
+        print(workers.report())
+        raise
+    finally:
+        workers.stop()
+
+
+def test_import_via_broker_resumes_an_unfinished_upload_of_the_name(
+    kafka_bootstrap: str, tmp_path: Path, prefix: str
+) -> None:
+    """A name claimed by an upload that never finished (its import was interrupted after
+    some records) is imported again under that upload: the records decided before are
+    dropped as redeliveries, and the upload completes once with the file's counts."""
+    from datetime import UTC, datetime
+
+    from streams.core.records import SourceKind
+    from streams.embedded.engine import UploadRow
+    from tidegate.kafka_import import new_producer, write_claim
+
+    path = tmp_path / "april.jsonl"
+    rows = [
+        {"user_id": f"u{n}", "event_type": "view", "timestamp": _ts(2), "idempotencyKey": f"a{n}"}
+        for n in range(6)
+    ]
+    _lines(path, rows)
+    broker = ("--broker", f"kafka://{kafka_bootstrap}")
+    workers = Workers(kafka_bootstrap, tmp_path, prefix)
+    try:
+        workers.start(1)
+        env = workers.env()
+        # an interrupted import: the claim and the first three records, no announcement
+        head = tmp_path / "head" / "april.jsonl"
+        head.parent.mkdir()
+        _lines(head, rows[:3])
+        interrupted = UploadRow(
+            "11111111-2222-4333-8444-555555555555",
+            "acme",
+            "april.jsonl",
+            SourceKind.FILE,
+            None,
+            str(head),
+            None,
+            datetime.fromisoformat(NOW_ISO.replace("Z", "+00:00")).astimezone(UTC),
+        )
+
+        async def interrupt() -> None:
+            from streams import topics as T
+            from tidegate.kafka_import import produce_upload
+
+            await T.ensure_topics(kafka_bootstrap, 8)
+            producer = new_producer(kafka_bootstrap)
+            await producer.start()
+            try:
+                await write_claim(producer, interrupted)
+                announcement = await produce_upload(producer, interrupted)
+            finally:
+                await producer.stop()
+            assert announcement["total"] == 3
+
+        asyncio.run(interrupt())
+        report = _import(path, *broker, env=env)
+        assert report["upload_id"] == interrupted.upload_id, report
+        assert report["status"] == "success", report
+        assert report["counts"]["records"] == 6 and report["counts"]["accepted"] == 6, report
+        assert report["counts"]["duplicate"] == 0, report
+        from streams import topics as T
+
+        accepted = header_ids(asyncio.run(read_topic(kafka_bootstrap, T.ACCEPTED)))
+        assert len(accepted) == 6 and set(accepted.values()) == {1}, accepted  # none twice
     except BaseException:
         print(workers.report())
         raise
