@@ -471,6 +471,7 @@ class Engine:
         store.prefetch(CATALOG_PROPS_TABLE, types)
         store.prefetch(CATALOG_TYPES_TABLE, accounts)
         digests: list[str] = []
+        unborn: list[str] = []  # digests of profiles that do not exist yet
         get = store.get
         for event in events:
             if event.idempotency_key is None and not settings.dedup_fingerprint:
@@ -481,9 +482,18 @@ class Engine:
                 continue
             namespace, value = _top_identifier(event)
             link = get(IDENTITY_TABLE, identity_key(event.account, namespace, value))
+            if link is None:
+                # No link from the top identifier: the record makes a new profile named
+                # after it. A dedup key is only ever written for a profile a record
+                # resolved to, a profile is only ever made with its identifier's link
+                # (`resolve_links`), and links are never deleted: so no dedup key of this
+                # profile exists, and none is looked up (every first record of a user).
+                unborn.append(dedup_digest(event.account, identifier_name(namespace, value), key))
+                continue
             profile = link if isinstance(link, str) else identifier_name(namespace, value)
             digests.append(dedup_digest(event.account, profile, key))
         store.prefetch(DEDUP_TABLE, digests)
+        store.know_absent(DEDUP_TABLE, unborn)
 
     def _reject(
         self,

@@ -129,6 +129,13 @@ class SqliteStateStore:
             for key, value in rows.fetchall():
                 cache[key] = value if type(value) is int else _loads(value)
 
+    def know_absent(self, table: str, keys: Iterable[str]) -> None:
+        """Caches `keys` of `table` not known yet as absent, without reading them: for a
+        caller that knows they cannot be stored (see `Engine._prefetch`)."""
+        cache = self._cache[table]
+        for key in keys:
+            cache.setdefault(key, None)
+
     def flush(self) -> None:
         """Writes pending changes; the caller owns the transaction."""
         executemany = self._conn.executemany

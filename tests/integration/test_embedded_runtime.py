@@ -197,3 +197,22 @@ async def test_second_runtime_on_the_same_data_dir_is_refused(runtime: EmbeddedR
     second = EmbeddedRuntime(runtime.data_dir, SettingsRegistry(), read_upload, clock=lambda: NOW)
     with pytest.raises(DataDirInUse, match="in use by tidegate pid"):
         await second.start()
+
+
+async def test_first_records_of_new_users_read_no_dedup_state(runtime: EmbeddedRuntime) -> None:
+    # A profile that has no link yet has no dedup keys: the engine skips their lookups,
+    # and a key repeated within the new user's first batch is still a duplicate.
+    await submit(runtime, UPLOADS / "links_first.jsonl")
+    reads: list[str] = []
+
+    def trace(sql: str) -> None:
+        if "FROM st_dedup " in sql and sql.lstrip().startswith("SELECT"):
+            reads.append(sql)
+
+    runtime.engine.conn.set_trace_callback(trace)
+    view = await submit(runtime, UPLOADS / "new_users.jsonl")
+    assert (view.counts["accepted"], view.counts["duplicate"]) == (2, 1)
+    assert reads == []
+    view = await submit(runtime, UPLOADS / "links_second.jsonl")  # user 42 is known
+    assert view.counts["duplicate"] == 1
+    assert reads != []
