@@ -25,8 +25,8 @@ from streams import topics as T
 from streams.core.records import RawRecord, SourceKind
 from streams.core.timeparse import to_iso
 from streams.embedded.engine import UploadRow
-from streams.embedded.ledger import FINAL, Ledger
-from tidegate.kafka_import import new_producer, produce_upload, write_claim
+from streams.embedded.ledger import FINAL, Ledger, duplicate_filename
+from tidegate.kafka_import import find_claim, new_producer, produce_upload, write_claim
 
 log = logging.getLogger("tidegate.kafka")
 CLAIM_TIMEOUT = 10.0  # seconds
@@ -61,10 +61,12 @@ class KafkaIngest:
                     self._spawn(self._produce(row))
 
     async def stop(self) -> None:
-        self.ledger.closed = True
+        # The connectors stop first (`serve_connectors`); uploads still being produced then
+        # finish, and record that they did, before the ledger closes.
         for task in list(self._tasks):
             with contextlib.suppress(Exception):
                 await task
+        self.ledger.closed = True
         if self._status_task is not None:
             self._status_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -146,6 +148,8 @@ class KafkaIngest:
     # ------------------------------------------------------------------ Ingest port
 
     async def submit_file(self, upload: FileUpload) -> Receipt:
+        if await self._claimed_elsewhere(upload):
+            return Receipt(None, duplicate_filename(upload))
         upload_id = str(uuid.uuid4())
         receipt = await self.ledger.register_file(upload, upload_id)
         if receipt.upload_id is None:
@@ -168,6 +172,23 @@ class KafkaIngest:
             log.warning("could not record the name of upload %s on %s", upload_id, T.NAMES)
         self._spawn(self._produce(row))
         return receipt
+
+    async def _claimed_elsewhere(self, upload: FileUpload) -> bool:
+        """Whether the cluster's record of names holds the account's filename for an upload
+        this connector did not make (`tidegate import --broker`, or another connector
+        process). Best effort like the claim itself: unreadable means no."""
+        try:
+            partitions = len(await self._producer.partitions_for(T.NAMES))
+            claim = await asyncio.wait_for(
+                find_claim(self.bootstrap, upload.account, upload.filename, partitions),
+                CLAIM_TIMEOUT,
+            )
+        except Exception:
+            log.warning("could not read the names on %s; only the ledger checks", T.NAMES)
+            return False
+        # A claim of one of ours is left to the ledger, whose refusal a recovered staging
+        # claim reads as "it was ours" (connectors/staging.py).
+        return claim is not None and await self.ledger.get_upload(claim["upload_id"]) is None
 
     async def submit_records(
         self,
