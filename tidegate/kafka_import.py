@@ -203,11 +203,14 @@ async def write_claim(producer: Any, row: UploadRow) -> dict[str, Any]:
     return claim
 
 
-async def final_status_of(bootstrap: str, upload_id: str) -> dict[str, Any] | None:
-    """The upload's final status document on the status topic so far, or None."""
+async def final_status_of(bootstrap: str, upload_id: str, partitions: int) -> dict[str, Any] | None:
+    """The upload's final status document on the status topic so far, or None. The status
+    agent publishes it to the upload's partition (`partition_of(upload_id)`): only that
+    partition is read."""
     wanted = upload_id.encode()
     final: dict[str, Any] | None = None
-    for key, value in await read_to_end(bootstrap, T.STATUS):
+    where = [T.partition_of(upload_id, partitions)]
+    for key, value in await read_to_end(bootstrap, T.STATUS, where):
         if key == wanted and value:
             doc = orjson.loads(value)
             if doc.get("status") in FINAL:
@@ -235,7 +238,8 @@ async def wait_statuses(
     bootstrap: str, upload_ids: Iterable[str], timeout: float = 600.0
 ) -> dict[str, dict[str, Any]]:
     """Reads the compacted status topic (read_committed) until every upload has its final
-    status; returns upload id → status document."""
+    status; returns upload id → status document. Only the uploads' own partitions are
+    read (`final_status_of`)."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
     wanted = set(upload_ids)
@@ -253,7 +257,9 @@ async def wait_statuses(
             await asyncio.sleep(0.2)
             await consumer._client.force_metadata_update()
             partitions = consumer.partitions_for_topic(T.STATUS) or set()
-        consumer.assign([TopicPartition(T.STATUS, p) for p in partitions])
+        count = len(partitions)
+        mine = sorted({T.partition_of(upload_id, count) for upload_id in wanted})
+        consumer.assign([TopicPartition(T.STATUS, p) for p in mine])
         await consumer.seek_to_beginning()
         deadline = time.monotonic() + timeout
         while wanted - found.keys():
@@ -311,7 +317,8 @@ async def _import(args: argparse.Namespace) -> int:
     try:
         claim = await claim_name(producer, bootstrap, row)
         if claim["upload_id"] != row.upload_id:
-            if await final_status_of(bootstrap, claim["upload_id"]) is not None:
+            count = len(await producer.partitions_for(T.STATUS))
+            if await final_status_of(bootstrap, claim["upload_id"], count) is not None:
                 refused = duplicate_filename(row.account, row.filename)
                 print_refusal(refused, path.name, as_json=args.json)
                 return 2
