@@ -59,7 +59,8 @@ class UploadView:
     received_at: str
     finished_at: str | None
     trigger: bool
-    counts: dict[str, Any] = field(default_factory=dict)  # records/accepted/duplicate/rejected/triggered/by_code
+    # records, accepted, duplicate, rejected, triggered, by_code
+    counts: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     fatal: dict[str, str] | None = None
     progress: dict[str, int] = field(default_factory=dict)  # read / decided
@@ -73,7 +74,12 @@ class Ingest(Protocol):
         ...
 
     async def submit_records(
-        self, account: str, name: str, records: list[RawRecord], *, kind: SourceKind = SourceKind.API
+        self,
+        account: str,
+        name: str,
+        records: list[RawRecord],
+        *,
+        kind: SourceKind = SourceKind.API,
     ) -> Receipt:
         """Durably stores API records (returns only after they are written) and queues them."""
         ...
@@ -82,7 +88,9 @@ class Ingest(Protocol):
         """Waits until the upload has its final status."""
         ...
 
-    async def list_uploads(self, account: str | None = None, limit: int = 100) -> list[UploadView]: ...
+    async def list_uploads(
+        self, account: str | None = None, limit: int = 100
+    ) -> list[UploadView]: ...
 
     async def get_upload(self, upload_id: str) -> UploadView | None: ...
 

@@ -96,9 +96,9 @@ _FXF_TRUNC = 0x10
 _FXF_EXCL = 0x20
 
 _INTERNAL = ".tidegate"  # drop_root/.tidegate: staging and hand-over (never an account)
-_CONNECTION_GRACE = 1.0
+_CONNECTION_GRACE = 1.0  # seconds after a lost connection before its sessions are reaped
 _USED_NAMES_CACHE = 100_000  # per account
-MAX_OPEN_HANDLES = 64  # per SFTP session  # seconds after a lost connection before its sessions are reaped
+MAX_OPEN_HANDLES = 64  # per SFTP session
 
 
 # ---------------------------------------------------------------------------- host key

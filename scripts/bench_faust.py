@@ -357,7 +357,9 @@ def main() -> int:
         asyncio.run(produce(args.bootstrap, relay_src, docs))
         relay_s = asyncio.run(relay(args.bootstrap, relay_src, relay_dst, len(docs)))
         relay_eps = len(docs) / relay_s
-        ceiling = {g: run_passthrough(args, prefix, g, docs, tmp) for g in args.ceiling}
+        ceiling = {
+            g: run_passthrough(args, prefix, g, docs, tmp) for g in args.ceiling if g != "none"
+        }
         faust_eps, produce_eps, lats = run_tidegate(args, prefix, docs, now, tmp)
     finally:
         # this run's topics and the apps' internal ones: they would only slow the next start
