@@ -9,16 +9,14 @@ worst case for the state table, which lives on disk in SQLite).
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import peak_rss
 from gen_zeta import write
 
 LINE_BYTES = 215  # the generator's average line length, to size the drops
@@ -40,12 +38,9 @@ def import_peak(path: Path, data: Path) -> tuple[float, float, dict[str, int]]:
         "--json",
     ]
     report = data.parent / f"{path.stem}.report.json"
-    start = time.perf_counter()
     with report.open("wb") as sink:
-        proc = subprocess.Popen(cmd, stdout=sink)
-        _, _status, usage = os.wait4(proc.pid, 0)
-    elapsed = time.perf_counter() - start
-    return usage.ru_maxrss / 1024, elapsed, orjson.loads(report.read_bytes())["counts"]
+        _code, elapsed, peak = peak_rss.run(cmd, sink)
+    return peak, elapsed, orjson.loads(report.read_bytes())["counts"]
 
 
 def main() -> None:

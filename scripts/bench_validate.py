@@ -4,17 +4,15 @@
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import peak_rss
 from gen_zeta import write
 
 
@@ -42,15 +40,12 @@ def main() -> None:
                 "--json",
             ]
             out = Path(tmp) / "report.json"
-            start = time.perf_counter()
             with out.open("wb") as sink:
-                proc = subprocess.Popen(cmd, stdout=sink)
-                _, _status, usage = os.wait4(proc.pid, 0)
-            elapsed = time.perf_counter() - start
+                _code, elapsed, peak = peak_rss.run(cmd, sink)
             report = orjson.loads(out.read_bytes())
             assert report["counts"]["records"] == args.lines, report["counts"]
             rates.append(args.lines / elapsed)
-            peaks.append(usage.ru_maxrss / 1024)
+            peaks.append(peak)
     print(
         f"validate {args.lines:,} Zeta lines on one core: median {statistics.median(rates):,.0f} "
         f"lines/s (runs {[round(r) for r in rates]}), peak RSS {statistics.median(peaks):.0f} MiB"
