@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -361,6 +362,11 @@ def main() -> int:
             g: run_passthrough(args, prefix, g, docs, tmp) for g in args.ceiling if g != "none"
         }
         faust_eps, produce_eps, lats = run_tidegate(args, prefix, docs, now, tmp)
+    except BaseException:
+        print(f"workers' state and logs kept in {tmp}", file=sys.stderr)
+        raise
+    else:
+        shutil.rmtree(tmp, ignore_errors=True)  # the workers' state and logs
     finally:
         # this run's topics and the apps' internal ones: they would only slow the next start
         from tests.integration.kafka_helpers import delete_topics_matching
