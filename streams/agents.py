@@ -41,8 +41,12 @@ from streams.embedded.engine import counts_dict, counts_from
 from streams.faust_store import UPLOADS_TABLE, FaustStore
 from streams.hops import Hop, HopError, decode_hop, encode_hop
 from streams.routing import account_of, event_id_of, first_hop, owns_outcome
+from streams.stats import WorkerStats
 
 log = logging.getLogger("tidegate.agents")
+# One line every TIDEGATE_STATS_SECONDS (0: none): messages processed, commit durations.
+stats_log = logging.getLogger("tidegate.stats")
+STATS_SECONDS = float(os.environ.get("TIDEGATE_STATS_SECONDS", "60"))
 
 Clock = Callable[[], datetime]
 SettingsFor = Callable[[str], AccountSettings]
@@ -403,6 +407,7 @@ class ExactlyOnce:
         # the offset last committed per input topic-partition (the next one to read)
         self.committed: dict[Any, int] = {}
         self.generation = 0  # rebalances seen
+        self.stats = WorkerStats()
 
     def install(self) -> None:
         if self.installed:
@@ -527,6 +532,7 @@ class ExactlyOnce:
             if not partitions:
                 return False
             ordered = sorted(partitions)
+            started = time.monotonic()
             try:
                 results = await asyncio.gather(
                     *(
@@ -539,6 +545,7 @@ class ExactlyOnce:
             for p, committed in zip(ordered, results, strict=True):
                 if committed:
                     self.committed.update(by_partition.get(p, {}))
+            self.stats.add_commit(time.monotonic() - started, sum(results))
             self.touched.clear()
         return True
 
@@ -732,6 +739,7 @@ def register(
                     by_partition.setdefault(partition, []).append(event)
                 for partition, events in by_partition.items():
                     await work(partition, events)
+                    eos.stats.messages += len(events)
                     for event in events:
                         event.ack()
             taken = waiting
@@ -764,6 +772,17 @@ def register(
     # out, also one that run_batch leaves alone during a rebalance (held, or not ours any
     # more), and a later commit could step past a record nobody processed. Acks are
     # run_batch's alone.
+    if STATS_SECONDS > 0:
+        reported = [time.monotonic()]
+
+        @app.timer(STATS_SECONDS)  # type: ignore[untyped-decorator]
+        async def report_stats() -> None:
+            now = time.monotonic()
+            text = eos.stats.report(now - reported[0])
+            reported[0] = now
+            if text is not None:
+                stats_log.info("%s", text)
+
     @app.agent(raw_topic, concurrency=1, name="tidegate.decide")  # type: ignore[untyped-decorator]
     async def decide_agent(stream: Any) -> None:
         await run_stream(stream, _raw_batch, DECIDE_BATCH)

@@ -57,6 +57,16 @@ def run_worker(args: argparse.Namespace) -> int:
     # worker's CPU, aiokafka logs each send). No spinner, the configured level holds.
     worker.spinner = None
     logging.getLogger("tidegate").setLevel(level)
+    # The periodic stats line (agents.STATS_SECONDS) shows at the default level too: Faust's
+    # handlers drop records under the worker's level (WARN), so it has a handler of its own.
+    stats = logging.getLogger("tidegate.stats")
+    stats.setLevel(logging.INFO)
+    stats.propagate = False
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        logging.Formatter("[%(asctime)s] [%(process)s] [%(levelname)s] %(name)s: %(message)s")
+    )
+    stats.addHandler(handler)
     # app.in_transaction is a cached property that is only true with app.in_worker (set
     # by Worker.on_start): set it now, before anything reads and caches it.
     app.in_worker = True
