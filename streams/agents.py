@@ -768,21 +768,22 @@ def register(
                 batch, taken = taken, []
                 await run_batch(batch, work)
 
+    if STATS_SECONDS > 0:
+        reported = time.monotonic()
+
+        @app.timer(STATS_SECONDS)  # type: ignore[untyped-decorator]
+        async def report_stats() -> None:
+            nonlocal reported
+            now = time.monotonic()
+            text = eos.stats.report(now - reported)
+            reported = now
+            if text is not None:
+                stats_log.info("%s", text)
+
     # Every agent iterates `stream.noack()`: Faust would otherwise ack each event it hands
     # out, also one that run_batch leaves alone during a rebalance (held, or not ours any
     # more), and a later commit could step past a record nobody processed. Acks are
     # run_batch's alone.
-    if STATS_SECONDS > 0:
-        reported = [time.monotonic()]
-
-        @app.timer(STATS_SECONDS)  # type: ignore[untyped-decorator]
-        async def report_stats() -> None:
-            now = time.monotonic()
-            text = eos.stats.report(now - reported[0])
-            reported[0] = now
-            if text is not None:
-                stats_log.info("%s", text)
-
     @app.agent(raw_topic, concurrency=1, name="tidegate.decide")  # type: ignore[untyped-decorator]
     async def decide_agent(stream: Any) -> None:
         await run_stream(stream, _raw_batch, DECIDE_BATCH)
