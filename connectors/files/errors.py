@@ -7,7 +7,9 @@ them exactly like record-level rejections.
   type of a plain upload, unreadable archive). Nothing of the upload should be processed;
   `open_upload` raises it before any record is read. It is only raised later (from
   `iter_member_records`) if the archive changed between the scan and the read so that the
-  byte limits are crossed while reading.
+  byte limits are crossed while reading, or when the one member of a plain or single
+  compressed file fails as a member would (an unreadable CSV header, a CleverTap document
+  that is not `{"d": [...]}`): that member is the whole upload.
 * `MemberFailed` — one member of an archive fails (unsupported extension, unknown dialect,
   unreadable or corrupt member, a CleverTap document that is not `{"d": [...]}`, an
   unreadable CSV header). The upload goes to `warning`; the other members proceed. It is

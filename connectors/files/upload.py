@@ -20,8 +20,9 @@ records the rejection on `MemberPlan.error`. Failures the scan already knows abo
 visible up front as `MemberPlan.error` (and `iter_member_records` raises for them at
 once): an unsupported extension inside an archive, an encrypted / corrupt / unsupported
 zip member. Failures found when the member is opened: no dialect can be determined, a
-CleverTap document that is not `{"d": [...]}`, an unreadable CSV header. Member failures
-are NOT repeated in `plan.warnings`, which only holds what is not a failure (members
+CleverTap document that is not `{"d": [...]}`, an unreadable CSV header. A plain or single
+compressed file has one member, which is the upload: its failure is `UploadRefused`
+instead. Member failures are NOT repeated in `plan.warnings`, which only holds what is not a failure (members
 skipped in sub-directories); report each MemberFailed as the member's warning.
 
 Supported member types: `.jsonl .ndjson .txt` (JSON lines), `.json` (JSON lines, or one
@@ -280,8 +281,25 @@ def iter_member_records(plan: UploadPlan, member: MemberPlan) -> Iterator[RawRec
     """Frames one member into raw records; raises MemberFailed for this member only.
 
     MemberFailed comes before the first record, except when a member turns out damaged
-    while being read, which the scan rules out unless the file changed since.
+    while being read, which the scan rules out unless the file changed since. The one
+    member of a plain or single compressed file is the whole upload: its failure before
+    any record is raised as UploadRefused (there is no other member to proceed with, as
+    for an unsupported plain file).
     """
+    records = _framed_member(plan, member)
+    if plan.archive.kind in ARCHIVE_KINDS:
+        yield from records
+        return
+    try:
+        first = next(records, None)
+    except MemberFailed as failed:
+        raise UploadRefused(failed.rejection) from None
+    if first is not None:
+        yield first
+        yield from records
+
+
+def _framed_member(plan: UploadPlan, member: MemberPlan) -> Iterator[RawRecord]:
     if member.error is not None:
         raise MemberFailed(member.error, member.name)
     try:

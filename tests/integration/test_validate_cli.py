@@ -171,3 +171,13 @@ def test_unknown_extension_is_unsupported_format(tmp_path: Path) -> None:
     code, report = validate(sheet)
     assert code == 2
     assert report["fatal"]["code"] == "unsupported_format"
+
+
+def test_one_file_that_cannot_be_read_at_all_is_fatal(tmp_path: Path) -> None:
+    sheet = tmp_path / "events.csv"
+    sheet.write_bytes(b"email, name, time, x, x\na@b.com, e, 2024-05-31 10:00, 1, 2\n")
+    code, report = validate(sheet)
+    assert code == 2
+    assert report["fatal"]["code"] == "invalid_row"
+    assert "names column 'x' twice" in report["fatal"]["message"]
+    assert report["errors"] == []

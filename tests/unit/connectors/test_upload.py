@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gzip
 import shutil
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -179,12 +181,35 @@ def test_invalid_utf8_rejects_only_its_own_line(tmp_path: Path) -> None:
 
 
 def test_unreadable_csv_header_fails_the_member(tmp_path: Path) -> None:
-    path = tmp_path / "dup.csv"
-    path.write_bytes(b"email,email\na,b\n")
-    (failure,) = [r for _, r in records(path)]
+    path = tmp_path / "drop.zip"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("dup.csv", b"email,email\na,b\n")
+        archive.writestr("ok.csv", b"email,name,time\na@b.c,x,2024-05-31 10:00\n")
+    (failure, good) = [r for _, r in records(path)]
     assert isinstance(failure, MemberFailed)
     assert failure.rejection.code is ErrorCode.INVALID_ROW
     assert "dup.csv" in failure.rejection.message
+    assert isinstance(good, RawRecord) and good.source.member == "ok.csv"
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "code"),
+    [
+        ("dup.csv", b"email,email\na,b\n", ErrorCode.INVALID_ROW),
+        ("bad.csv", b"email,n\xffame\na,b\n", ErrorCode.INVALID_ENCODING),
+        ("cut.json", b'{"d": [', ErrorCode.INVALID_PAYLOAD),
+        ("dup.csv.gz", gzip.compress(b"email,email\na,b\n"), ErrorCode.INVALID_ROW),
+    ],
+)
+def test_one_file_upload_whose_only_member_fails_is_refused(
+    tmp_path: Path, name: str, data: bytes, code: ErrorCode
+) -> None:
+    path = tmp_path / name
+    path.write_bytes(data)
+    with plan(path, dialect=Dialect.CLEVERTAP if name.endswith(".json") else None) as upload:
+        with pytest.raises(UploadRefused) as refused:
+            list(all_records(upload))
+    assert refused.value.rejection.code is code
 
 
 def test_filename_overrides_the_stored_name(tmp_path: Path) -> None:
