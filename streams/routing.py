@@ -75,7 +75,14 @@ def run_stage(
             source = raw.source
             return Step(
                 decide_rejection(
-                    make_event_id(source), source, result, store, now, raw=raw.payload, shard=shard
+                    make_event_id(source),
+                    source,
+                    result,
+                    store,
+                    now,
+                    raw=raw.payload,
+                    received_at=raw.received_at,
+                    shard=shard,
                 )
             )
         admitted = admit_event(result, store, now, settings, raw=raw.payload, shard=shard)

@@ -106,6 +106,7 @@ def decide_rejection(
     now: datetime,
     *,
     raw: bytes | None = None,
+    received_at: datetime | None = None,
     shard: str = "",
     retention: timedelta = SEEN_RETENTION,
 ) -> Outcome | None:
@@ -113,7 +114,10 @@ def decide_rejection(
     if already_decided(event_id, store, now):
         return None
     record_rejection(event_id, store, now, rejection.code, shard=shard, retention=retention)
-    return Outcome(OutcomeKind.REJECTED, event_id, source, rejection=rejection, raw=raw)
+    return Outcome(
+        OutcomeKind.REJECTED, event_id, source, rejection=rejection, raw=raw,
+        received_at=received_at,
+    )  # fmt: skip
 
 
 # A record that reaches the stateful rules without identifiers (`decide`, and stage 1 of

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -83,15 +84,18 @@ def deadletter(
     raw: RawRecord | None,
     payload: bytes,
     event: Event | None = None,
+    received_at: datetime | None = None,
 ) -> dict[str, Any]:
     """A dead-letter record: stage, code, message and the original payload."""
+    if raw is not None:
+        received_at = raw.received_at
+    elif event is not None:
+        received_at = event.received_at
     record: dict[str, Any] = {
         "event_id": event_id,
         "account": source.account,
         "source": source,
-        "received_at": raw.received_at
-        if raw is not None
-        else (event.received_at if event else None),
+        "received_at": received_at,
         "stage": rejection.stage,
         "code": rejection.code,
         "message": rejection.message,
@@ -117,6 +121,7 @@ def dump_outcome(outcome: Outcome) -> bytes:
             None,
             outcome.raw or b"",
             outcome.event,
+            outcome.received_at,
         ),
         option=DUMPS_OPTIONS,
     )

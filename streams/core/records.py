@@ -180,6 +180,8 @@ class Outcome:
     rejection: Rejection | None = None
     raw: bytes | None = None  # the original payload, kept for dead letters and feedback files
     notes: list[str] = field(default_factory=list)  # e.g. identity conflicts reported
+    # When the record arrived, for a rejection that has no Event to carry it (stateless).
+    received_at: datetime | None = None
 
     @property
     def code(self) -> ErrorCode | None:

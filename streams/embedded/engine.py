@@ -426,7 +426,7 @@ class Engine:
                 assert isinstance(result, Rejection)
                 outcome = Outcome(
                     _REJECTED, make_event_id(raw.source), raw.source, rejection=result,
-                    raw=raw.payload,
+                    raw=raw.payload, received_at=raw.received_at,
                 )  # fmt: skip
             self._reject(raw, outcome, batch, counts, headers)
         counts.records += accepted + duplicate

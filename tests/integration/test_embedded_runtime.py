@@ -93,6 +93,18 @@ async def test_every_record_gets_exactly_one_outcome(runtime: EmbeddedRuntime) -
     assert len(outputs(runtime.data_dir, "deadletter")) == 1
 
 
+async def test_every_dead_letter_says_when_its_record_was_received(
+    runtime: EmbeddedRuntime,
+) -> None:
+    await submit(runtime, UPLOADS / "bad_rows.csv")
+    letters = outputs(runtime.data_dir, "deadletter")
+    assert {(d["source"]["line"], d["stage"]) for d in letters} == {
+        (3, "normalize"),
+        (4, "normalize"),
+    }
+    assert {d["received_at"] for d in letters} == {"2024-06-01T12:00:00Z"}
+
+
 async def test_import_is_passive_unless_opted_in(runtime: EmbeddedRuntime) -> None:
     view = await submit(runtime, UPLOADS / "links_first.jsonl")
     assert view.counts["triggered"] == 0

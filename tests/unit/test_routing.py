@@ -16,11 +16,12 @@ from hypothesis import strategies as st
 from streams.core.decide import decide, decide_rejection
 from streams.core.errors import Rejection
 from streams.core.normalize import normalize
+from streams.core.outputs import dump_outcome
 from streams.core.records import Dialect, RawRecord, Source, SourceKind, make_event_id
 from streams.core.settings import AccountSettings
 from streams.core.state import MemoryStore
 from streams.hops import Hop, decode_hop, encode_hop
-from streams.routing import advance, first_hop
+from streams.routing import advance, first_hop, run_stage
 from streams.topics import partition_of
 
 NOW = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
@@ -170,3 +171,13 @@ def test_every_stage_state_stays_in_its_keys_partition() -> None:
             assert partition_of(key, 8) == partition, key
         for key in store.tables.get("catalog_props", {}):
             assert partition_of(key.split("\x1f")[0], 8) == partition, key
+
+
+def test_a_stateless_dead_letter_says_when_its_record_was_received() -> None:
+    received = NOW - timedelta(minutes=5)
+    raw = _raw("a", "up", 1, None)
+    raw = RawRecord(raw.source, received, raw.payload)
+    step = run_stage(first_hop(raw), MemoryStore(), NOW, SETTINGS)
+    assert step.outcome is not None and step.outcome.rejection is not None
+    letter = orjson.loads(dump_outcome(step.outcome))
+    assert (letter["code"], letter["received_at"]) == ("invalid_json", "2024-06-01T11:55:00Z")

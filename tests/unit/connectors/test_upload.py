@@ -206,9 +206,9 @@ def test_one_file_upload_whose_only_member_fails_is_refused(
 ) -> None:
     path = tmp_path / name
     path.write_bytes(data)
-    with plan(path, dialect=Dialect.CLEVERTAP if name.endswith(".json") else None) as upload:
-        with pytest.raises(UploadRefused) as refused:
-            list(all_records(upload))
+    dialect = Dialect.CLEVERTAP if name.endswith(".json") else None
+    with plan(path, dialect=dialect) as upload, pytest.raises(UploadRefused) as refused:
+        list(all_records(upload))
     assert refused.value.rejection.code is code
 
 
