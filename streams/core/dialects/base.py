@@ -27,12 +27,15 @@ def reject(code: ErrorCode, message: str, field: str | None = None) -> Rejection
 
 
 def take_idempotency_key(obj: dict[str, Any]) -> str | Rejection | None:
-    """Pops the top-level `idempotencyKey`, the idempotency key in every JSON dialect."""
+    """Pops the top-level `idempotencyKey`, the idempotency key in every JSON dialect.
+
+    A blank key is no key: an exporter that leaves the column empty means "none", and
+    taken as a key it would make every later record of the profile a duplicate."""
     value = obj.pop("idempotencyKey", None)
     if value is None:
         return None
     if type(value) is str and len(value) <= MAX_IDEMPOTENCY_KEY_CHARS:
-        return value  # the common case
+        return value if value and not value.isspace() else None  # the common case
     if isinstance(value, bool) or not isinstance(value, str | int):
         return reject(ErrorCode.INVALID_FIELD, "idempotencyKey must be a string", "idempotencyKey")
     key = str(value)

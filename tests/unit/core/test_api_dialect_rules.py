@@ -35,6 +35,13 @@ def test_idempotency_key_over_128_characters_is_rejected() -> None:
     assert accepted(N, {**body, "idempotencyKey": "k" * 128}).idempotency_key == "k" * 128
 
 
+def test_blank_idempotency_key_is_no_key() -> None:
+    body = {"identifier": "1", "name": "p", "data": {}}
+    for blank in ("", "   "):
+        assert accepted(N, {**body, "idempotencyKey": blank}).idempotency_key is None
+    assert accepted(N, {**body, "idempotencyKey": " k "}).idempotency_key == " k "
+
+
 def test_naxai_unknown_top_level_field_is_invalid() -> None:
     assert code_of(N, {"identifier": "1", "name": "p", "total": 1}) == "invalid_field"
 
