@@ -220,7 +220,7 @@ def test_dry_run_over_the_wire_stores_nothing(seed_server: LiveServer) -> None:
 
 
 def test_1001_records_are_batch_too_large(server: LiveServer) -> None:
-    record = {"identity": "u", "type": "event", "evtName": "e"}
+    record = {"identity": "u", "type": "event", "evtName": "e", "evtData": {}}
     response = requests.post(
         f"{server.url}/1/upload",
         headers=ACME,
@@ -233,7 +233,7 @@ def test_1001_records_are_batch_too_large(server: LiveServer) -> None:
 
 
 def test_partial_batch_lists_failures_and_stores_the_rest(server: LiveServer) -> None:
-    good = {"identity": "u", "type": "event", "evtName": "e"}
+    good = {"identity": "u", "type": "event", "evtName": "e", "evtData": {}}
     batch = [good, {"identity": "u", "type": "event"}, good, 5]
     response = requests.post(
         f"{server.url}/1/upload", headers=ACME, data=orjson.dumps({"d": batch}), timeout=30
@@ -250,7 +250,7 @@ def test_partial_batch_lists_failures_and_stores_the_rest(server: LiveServer) ->
 
 
 def test_401_stores_nothing_and_accounts_stay_apart(server: LiveServer) -> None:
-    body = orjson.dumps({"d": [{"identity": "u", "type": "event", "evtName": "e"}]})
+    body = orjson.dumps({"d": [{"identity": "u", "type": "event", "evtName": "e", "evtData": {}}]})
     for headers in (
         {},
         {"X-CleverTap-Account-Id": "acme", "X-CleverTap-Passcode": "beta-pass"},
@@ -348,7 +348,7 @@ def test_413_with_curl_and_a_6_mib_file(server: LiveServer, tmp_path: Path) -> N
 
 def test_429_with_retry_after() -> None:
     with LiveServer(records_per_second=50.0, burst_records=1000) as live:
-        record = {"identity": "u", "type": "event", "evtName": "e"}
+        record = {"identity": "u", "type": "event", "evtName": "e", "evtData": {}}
         body = orjson.dumps({"d": [record] * 800})
         first = requests.post(f"{live.url}/1/upload", headers=ACME, data=body, timeout=30)
         assert first.status_code == 200
@@ -361,7 +361,7 @@ def test_429_with_retry_after() -> None:
 
 def test_503_with_retry_after_when_the_ingest_raises(server: LiveServer) -> None:
     server.ingest.fail_with = IngestUnavailable("store is down", retry_after=3)
-    body = orjson.dumps({"d": [{"identity": "u", "type": "event", "evtName": "e"}]})
+    body = orjson.dumps({"d": [{"identity": "u", "type": "event", "evtName": "e", "evtData": {}}]})
     response = requests.post(f"{server.url}/1/upload", headers=ACME, data=body, timeout=30)
     assert response.status_code == 503
     assert response.headers["Retry-After"] == "3"
@@ -394,7 +394,7 @@ def test_close_finishes_in_flight_requests() -> None:
         ingest.delay = 0.3
         app = create_app(ingest, StaticAuth(API_KEYS, PASSCODES))
         server = await serve_http(app, "127.0.0.1", 0)
-        body = orjson.dumps({"d": [{"identity": "u", "type": "event", "evtName": "e"}]})
+        body = orjson.dumps({"d": [{"identity": "u", "type": "event", "evtName": "e", "evtData": {}}]})
 
         def post() -> int:
             return requests.post(

@@ -58,10 +58,6 @@ def to_event(raw: RawRecord, obj: dict[str, Any]) -> Event | Rejection:
         if parsed is None:
             return reject(ErrorCode.INVALID_TIMESTAMP, f"ts {raw_ts!r} is not epoch seconds", "ts")
         timestamp = parsed
-    data_field = "evtData" if record_type == "event" else "profileData"
-    data = obj.get(data_field, {})
-    if not isinstance(data, dict):
-        return reject(ErrorCode.INVALID_FIELD, f"{data_field} must be an object", data_field)
     name: str | None = None
     kind = RecordKind.PROFILE
     if record_type == "event":
@@ -69,6 +65,16 @@ def to_event(raw: RawRecord, obj: dict[str, Any]) -> Event | Rejection:
         if isinstance(checked, Rejection):
             return checked
         name, kind = checked, RecordKind.EVENT
+    data_field = "evtData" if record_type == "event" else "profileData"
+    data = obj.get(data_field)
+    if data is None:  # CleverTap: "(Required)"; `{}` is an event with no properties
+        return reject(
+            ErrorCode.INVALID_FIELD,
+            f"{data_field} is required (an object of properties, {{}} for none)",
+            data_field,
+        )
+    if not isinstance(data, dict):
+        return reject(ErrorCode.INVALID_FIELD, f"{data_field} must be an object", data_field)
     return build_event(
         raw,
         kind=kind,

@@ -31,7 +31,7 @@ async def test_metrics_count_records_batches_and_latency() -> None:
         clock=lambda: NOW,
         limits=HttpLimits(records_per_second=None),
     )
-    ok = {"identity": "u", "type": "event", "evtName": "e"}
+    ok = {"identity": "u", "type": "event", "evtName": "e", "evtData": {}}
     bad = {"identity": "u", "type": "event"}
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:

@@ -46,6 +46,15 @@ def test_naxai_unknown_top_level_field_is_invalid() -> None:
     assert code_of(N, {"identifier": "1", "name": "p", "total": 1}) == "invalid_field"
 
 
+def test_clevertap_event_needs_evt_data() -> None:
+    base = {"identity": "1", "type": "event", "evtName": "x"}
+    assert code_of(C, base) == "invalid_field"
+    assert accepted(C, {**base, "evtData": {}}).properties == {}
+    profile = {"identity": "1", "type": "profile"}
+    assert code_of(C, profile) == "invalid_field"
+    assert accepted(C, {**profile, "profileData": {"Plan": "gold"}}).kind is RecordKind.PROFILE
+
+
 def test_clevertap_record_needs_type_event() -> None:
     assert code_of(C, {"identity": "1", "evtName": "x", "evtData": {}}) == "invalid_field"
 
@@ -77,9 +86,9 @@ def test_clevertap_dollar_d_values_are_dates() -> None:
 
 
 def test_clevertap_ts_is_optional_epoch_seconds() -> None:
-    assert accepted(C, {"identity": "1", "type": "event", "evtName": "x"}).timestamp == NOW
+    assert accepted(C, {"identity": "1", "type": "event", "evtName": "x", "evtData": {}}).timestamp == NOW
     assert (
-        code_of(C, {"identity": "1", "type": "event", "evtName": "x", "ts": "now"})
+        code_of(C, {"identity": "1", "type": "event", "evtName": "x", "evtData": {}, "ts": "now"})
         == "invalid_timestamp"
     )
 
