@@ -8,14 +8,18 @@ feedback files and `tidegate validate` report as its "line"), `raw` its compact 
 that is not an object is still framed.
 
 The document must be strict JSON: the `// ...` comment in CleverTap's documented example
-is an annotation, not something their API accepts. A member that is larger than the cap,
-is not UTF-8 JSON, or is not an object with a list `d` fails as a whole:
+is an annotation, not something their API accepts. Bytes that are not UTF-8 inside its
+strings spoil only the elements that hold them: such an element is framed with its bytes
+as they came, and the core rejects it as `invalid_encoding`, as it rejects such a JSON
+line. A member that is larger than the cap, is not JSON, or is not an object with a list
+`d` fails as a whole:
 `MemberFailed(Rejection(INVALID_PAYLOAD, ...))` — the member fails, the upload continues.
 The 1000-records-per-call limit belongs to the HTTP API, not to files.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO
@@ -67,7 +71,9 @@ def iter_clevertap_items(
     try:
         document: Any = orjson.loads(data)
     except orjson.JSONDecodeError as error:
-        raise _failed(f"{label} is not a JSON document: {error}", name) from None
+        document = _load_keeping_bad_bytes(data)
+        if document is None:
+            raise _failed(f"{label} is not a JSON document: {error}", name) from None
     del data
     if not isinstance(document, dict) or not isinstance(document.get("d"), list):
         raise _failed(f'{label} is not a CleverTap payload: expected {{"d": [...]}}', name)
@@ -77,4 +83,33 @@ def iter_clevertap_items(
     for position in range(len(records)):
         element = records[position]
         records[position] = None  # let each element go once it is framed
-        yield PayloadItem(position + 1, dumps(element))
+        try:
+            raw = dumps(element)
+        except orjson.JSONEncodeError:  # a bad byte kept by `_load_keeping_bad_bytes`
+            raw = _dump_keeping_bad_bytes(element)
+        yield PayloadItem(position + 1, raw)
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _load_keeping_bad_bytes(data: bytes) -> Any | None:
+    """The document when bytes that are not UTF-8 are its only fault, each kept as a lone
+    surrogate (the standard library's parser takes those, orjson does not); else None."""
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    else:
+        return None  # valid UTF-8: the JSON itself is broken
+    try:
+        return json.loads(data.decode("utf-8", "surrogateescape"), parse_constant=_refuse_constant)
+    except ValueError:
+        return None
+
+
+def _dump_keeping_bad_bytes(element: Any) -> bytes:
+    """Compact JSON of an element from `_load_keeping_bad_bytes`, its bad bytes restored."""
+    text = json.dumps(element, ensure_ascii=False, separators=(",", ":"))
+    return text.encode("utf-8", "surrogateescape")

@@ -394,7 +394,9 @@ def test_close_finishes_in_flight_requests() -> None:
         ingest.delay = 0.3
         app = create_app(ingest, StaticAuth(API_KEYS, PASSCODES))
         server = await serve_http(app, "127.0.0.1", 0)
-        body = orjson.dumps({"d": [{"identity": "u", "type": "event", "evtName": "e", "evtData": {}}]})
+        body = orjson.dumps(
+            {"d": [{"identity": "u", "type": "event", "evtName": "e", "evtData": {}}]}
+        )
 
         def post() -> int:
             return requests.post(

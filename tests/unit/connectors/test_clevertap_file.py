@@ -10,10 +10,15 @@ import pytest
 
 from connectors.files.clevertap import iter_clevertap_items
 from connectors.files.errors import MemberFailed, UploadRefused
-from streams.core.errors import ErrorCode
-from streams.core.records import Dialect, RawRecord
+from streams.core.errors import ErrorCode, Rejection
+from streams.core.normalize import normalize
+from streams.core.records import Dialect, Event, RawRecord, Source, SourceKind
 
-from .filehelpers import ARCHIVES, SEEDS, all_records, plan
+from .filehelpers import ARCHIVES, NOW, SEEDS, all_records, plan
+
+
+def _source(line: int) -> Source:
+    return Source(SourceKind.FILE, Dialect.CLEVERTAP, "acme", "up-1", "p.json", None, line)
 
 
 def test_clevertap_payload_yields_positions() -> None:
@@ -78,3 +83,17 @@ def test_clevertap_records_in_json_lines_are_framed_as_lines(tmp_path: Path) -> 
     with plan(path, dialect=Dialect.CLEVERTAP) as upload:
         lines = [r.source.line for _, r in all_records(upload) if isinstance(r, RawRecord)]
     assert lines == [1, 2]
+
+
+def test_invalid_utf8_rejects_only_its_own_element() -> None:
+    data = (
+        b'{"d": [\n {"identity": "x", "type": "event", "evtName": "e", "evtData": {"a": "caf\xe9"}},\n'
+        b' {"identity": "y", "type": "event", "evtName": "e", "evtData": {"n": 12345678901234567890}}\n]}'
+    )
+    first, second = iter_clevertap_items(io.BytesIO(data))
+    assert (first.number, second.number) == (1, 2)
+    assert b'"a":"caf\xe9"' in first.raw
+    bad = normalize(RawRecord(_source(1), NOW, first.raw))
+    assert isinstance(bad, Rejection) and bad.code is ErrorCode.INVALID_ENCODING
+    good = normalize(RawRecord(_source(2), NOW, second.raw))
+    assert isinstance(good, Event) and good.identifiers == {"user_id": "y"}

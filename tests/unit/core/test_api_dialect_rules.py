@@ -86,7 +86,10 @@ def test_clevertap_dollar_d_values_are_dates() -> None:
 
 
 def test_clevertap_ts_is_optional_epoch_seconds() -> None:
-    assert accepted(C, {"identity": "1", "type": "event", "evtName": "x", "evtData": {}}).timestamp == NOW
+    assert (
+        accepted(C, {"identity": "1", "type": "event", "evtName": "x", "evtData": {}}).timestamp
+        == NOW
+    )
     assert (
         code_of(C, {"identity": "1", "type": "event", "evtName": "x", "evtData": {}, "ts": "now"})
         == "invalid_timestamp"
