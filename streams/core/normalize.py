@@ -15,16 +15,21 @@ from streams.core.records import Dialect, Event, RawRecord
 from streams.core.window import check_window
 
 
-def _decode_failure(payload: bytes) -> Rejection:
+def _decode_failure(payload: bytes, error: orjson.JSONDecodeError) -> Rejection:
     try:
         payload.decode("utf-8")
-    except UnicodeDecodeError as error:
+    except UnicodeDecodeError as bad:
         return Rejection(
             ErrorCode.INVALID_ENCODING,
-            f"invalid UTF-8 at byte {error.start}",
+            f"invalid UTF-8 at byte {bad.start}",
             Stage.READ,
         )
-    return Rejection(ErrorCode.INVALID_JSON, "the line is not valid JSON", Stage.READ)
+    # The parser's reason and where: "unexpected end of data at character 8".
+    return Rejection(
+        ErrorCode.INVALID_JSON,
+        f"the line is not valid JSON: {error.msg} at character {error.pos + 1}",
+        Stage.READ,
+    )
 
 
 FEEDBACK_KEYS = frozenset({"record", "line", "code", "message", "file"})
@@ -75,8 +80,8 @@ def normalize(raw: RawRecord, *, event_id: bool = True) -> Event | Rejection:
     else:
         try:
             obj = _loads(raw.payload)
-        except _JSONDecodeError:
-            return _decode_failure(raw.payload)
+        except _JSONDecodeError as error:
+            return _decode_failure(raw.payload, error)
         if type(obj) is not dict:
             return Rejection(ErrorCode.INVALID_JSON, "each line must be a JSON object", Stage.READ)
         if "record" in obj:

@@ -7,9 +7,10 @@ from datetime import timedelta
 import pytest
 
 from streams.core.dialects import detect_dialect
+from streams.core.errors import Rejection
 from streams.core.normalize import normalize
 from streams.core.records import Dialect
-from tests.unit.core.rawfactory import NOW, NOW_S, accepted, code_of, raw
+from tests.unit.core.rawfactory import NOW, NOW_S, accepted, code_of, raw, run
 
 K = Dialect.KISSMETRICS
 Z = Dialect.ZETA
@@ -74,6 +75,17 @@ def test_invalid_utf8_is_invalid_encoding() -> None:
 def test_line_that_is_not_a_json_object_is_invalid_json() -> None:
     assert code_of(K, b'{"_p": ') == "invalid_json"
     assert code_of(K, b"[1, 2]") == "invalid_json"
+
+
+def test_invalid_json_says_what_is_wrong_and_where() -> None:
+    result = run(K, b'{"_p": "a", "_t": }')
+    assert isinstance(result, Rejection)
+    assert result.message == (
+        "the line is not valid JSON: unexpected character, expected a JSON value at character 19"
+    )
+    # A number too large for a double is a parse failure too, and says so.
+    huge = run(K, b'{"n": 1' + b"0" * 400 + b"}")
+    assert isinstance(huge, Rejection) and "infinity when parsed as double" in huge.message
 
 
 def test_same_source_line_always_gets_the_same_event_id() -> None:
