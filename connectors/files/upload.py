@@ -22,8 +22,9 @@ once): an unsupported extension inside an archive, an encrypted / corrupt / unsu
 zip member. Failures found when the member is opened: no dialect can be determined, a
 CleverTap document that is not `{"d": [...]}`, an unreadable CSV header. A plain or single
 compressed file has one member, which is the upload: its failure is `UploadRefused`
-instead. Member failures are NOT repeated in `plan.warnings`, which only holds what is not a failure (members
-skipped in sub-directories); report each MemberFailed as the member's warning.
+instead. Member failures are NOT repeated in `plan.warnings`, which only holds what is not
+a failure (members skipped in sub-directories); report each MemberFailed as the member's
+warning.
 
 Supported member types: `.jsonl .ndjson .txt` (JSON lines), `.json` (JSON lines, or one
 CleverTap `{"d": [...]}` document), `.csv`. The dialect of a member is the explicit
