@@ -213,7 +213,8 @@ class HttpContext:
 
     async def read_body(self, request: Request) -> bytes:
         """The whole body, refusing (413) above the limit before reading when Content-Length
-        says so, and while streaming otherwise (chunked bodies have no Content-Length)."""
+        says so, and while streaming otherwise (chunked bodies have no Content-Length).
+        A leading UTF-8 BOM is dropped: DESIGN.md allows one, as files may start with it."""
         limit = self.limits.max_body_bytes
         too_large = ApiError(
             413, errors.PAYLOAD_TOO_LARGE, f"the request body is larger than {limit} bytes"
@@ -248,7 +249,8 @@ class HttpContext:
             raise ApiError(
                 400, errors.INVALID_PAYLOAD, "the client disconnected before the body ended"
             ) from None
-        return b"".join(chunks)
+        body = b"".join(chunks)
+        return body[3:] if body.startswith(b"\xef\xbb\xbf") else body
 
     # -- limits -------------------------------------------------------------------------
 

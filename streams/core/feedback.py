@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import orjson
 
+from streams.core.records import RawRecord
+
 CSV_EXTRA_COLUMNS = ("error_code", "error_message")
 
 
@@ -59,6 +61,21 @@ def jsonl_feedback(rows: Iterable[RejectedRow]) -> Iterator[bytes]:
             entry["raw"] = row.raw.decode("utf-8", "replace")
         entry.update(file=row.file, line=row.line, code=row.code, message=row.message)
         yield orjson.dumps(entry) + b"\n"
+
+
+def feedback_payload(raw: RawRecord) -> bytes:
+    """The row a feedback file shows for a rejected record: its payload, and for a Naxai
+    API record also its request path's identifier, as the `identifier` field of a Naxai
+    file, so that the row re-imports as a file once fixed."""
+    if raw.path_identifier is None:
+        return raw.payload
+    try:
+        obj = orjson.loads(raw.payload)
+    except orjson.JSONDecodeError:
+        return raw.payload
+    if type(obj) is not dict or "identifier" in obj:
+        return raw.payload
+    return orjson.dumps({"identifier": raw.path_identifier, **obj})
 
 
 def feedback_file(rows: list[RejectedRow], base_name: str) -> tuple[str, Iterator[bytes]]:

@@ -19,6 +19,7 @@ from streams.core.catalog import CATALOG_PROPS_TABLE, CATALOG_TYPES_TABLE, type_
 from streams.core.decide import decide, expire_state
 from streams.core.dedup import DEDUP_TABLE, dedup_digest, dedup_key
 from streams.core.errors import Rejection
+from streams.core.feedback import feedback_payload
 from streams.core.identity import (
     IDENTITY_TABLE,
     identifier_name,
@@ -519,7 +520,7 @@ class Engine:
                 raw.source.line,
                 outcome.rejection.code.value,
                 outcome.rejection.message,
-                raw.payload,
+                feedback_payload(raw),
                 _json(header) if header is not None else None,
             )
         )

@@ -213,5 +213,7 @@ class Ledger:
                 )
                 for r in await cursor.fetchall()
             ]
+        if not rows:
+            return None  # nothing was rejected: no feedback file (HTTP 404)
         name, lines = feedback_file(rows, view.filename)
         return name, b"".join(lines)

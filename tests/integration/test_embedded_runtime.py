@@ -180,6 +180,48 @@ async def test_fixed_feedback_file_reimports_cleanly(
     assert all("error_code" not in p for p in props)
 
 
+async def test_an_upload_with_nothing_rejected_has_no_feedback_file(
+    runtime: EmbeddedRuntime,
+) -> None:
+    view = await submit(runtime, UPLOADS / "links_first.jsonl")
+    assert view.counts["rejected"] == 0
+    assert await runtime.feedback(view.upload_id) is None
+
+
+async def test_naxai_api_feedback_rows_carry_the_path_identifier_and_reimport(
+    runtime: EmbeddedRuntime, tmp_path: Path
+) -> None:
+    from streams.core.records import Dialect, RawRecord, Source, SourceKind
+
+    bodies = [{"name": "purchase", "data": {}}, {"data": {"total": 5}}]
+    raws = [
+        RawRecord(
+            Source(SourceKind.API, Dialect.NAXAI, "acme", "req-9", "api:/people", None, i + 1),
+            NOW,
+            orjson.dumps(body),
+            path_identifier="buyer@example.com",
+        )
+        for i, body in enumerate(bodies)
+    ]
+    await runtime.submit_records("acme", "api:/people", raws)
+    view = await runtime.wait("req-9", timeout=30)
+    assert view.counts["by_code"] == {"missing_event_name": 1}
+    feedback = await runtime.feedback("req-9")
+    assert feedback is not None
+    (row,) = [orjson.loads(line) for line in feedback[1].splitlines()]
+    assert row["record"] == {"identifier": "buyer@example.com", "data": {"total": 5}}
+    fixed = tmp_path / "fixed.jsonl"
+    fixed.write_bytes(orjson.dumps(row | {"record": row["record"] | {"name": "refund"}}))
+    receipt = await runtime.submit_file(
+        FileUpload("acme", "fixed.jsonl", fixed, NOW, dialect=Dialect.NAXAI)
+    )
+    assert receipt.upload_id is not None
+    again = await runtime.wait(receipt.upload_id, timeout=60)
+    assert (again.status, again.counts["accepted"]) == ("success", 1)
+    (record,) = [r for r in outputs(runtime.data_dir, "accepted") if r["name"] == "refund"]
+    assert record["identifiers"] == {"email": "buyer@example.com"}
+
+
 async def test_api_records_are_stored_then_decided(runtime: EmbeddedRuntime) -> None:
     from streams.core.records import Dialect, RawRecord, Source, SourceKind
 

@@ -75,6 +75,17 @@ async def test_seed_example_request_gets_the_seed_example_response(
     assert orjson.loads(record.payload) == orjson.loads(SEED_BODY)["d"][0]
 
 
+async def test_a_utf8_bom_before_the_body_is_allowed(
+    client: httpx.AsyncClient, ingest: MemoryIngest
+) -> None:
+    response = await client.post(
+        "/1/upload", headers=HEADERS, content=b"\xef\xbb\xbf" + SEED_BODY.encode()
+    )
+    assert response.status_code == 200
+    assert response.json() == {"status": "success", "processed": 1, "unprocessed": []}
+    assert len(ingest.records("ACCOUNT_ID")) == 1
+
+
 async def test_seed_payload_file_both_records_processed(
     client: httpx.AsyncClient, ingest: MemoryIngest
 ) -> None:
