@@ -341,6 +341,14 @@ class Engine:
                         "UPDATE uploads SET dialect = ? WHERE upload_id = ?",
                         (row.dialect.value, upload_id),
                     )
+                if raw.trigger is not row.trigger:
+                    # The reader knows the effective opt-in (an archive's manifest may
+                    # set it): the upload's row shows what its records carry.
+                    row.trigger = raw.trigger
+                    self.conn.execute(
+                        "UPDATE uploads SET trigger = ? WHERE upload_id = ?",
+                        (raw.trigger, upload_id),
+                    )
                 position = (member_index, raw.source.line)
                 if position <= furthest:
                     continue  # decided already: committed before a restart, or read twice

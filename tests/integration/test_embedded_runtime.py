@@ -180,6 +180,22 @@ async def test_fixed_feedback_file_reimports_cleanly(
     assert all("error_code" not in p for p in props)
 
 
+async def test_upload_shows_the_trigger_opt_in_of_its_manifest(
+    runtime: EmbeddedRuntime, tmp_path: Path
+) -> None:
+    import zipfile
+
+    archive = tmp_path / "drop.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("manifest.json", b'{"contents": [{"filename": "a.jsonl"}], "trigger": true}')
+        z.writestr("a.jsonl", (UPLOADS / "links_first.jsonl").read_bytes())
+    view = await submit(runtime, archive)
+    assert view.counts["triggered"] > 0
+    assert view.trigger is True
+    stored = await runtime.get_upload(view.upload_id)
+    assert stored is not None and stored.trigger is True
+
+
 async def test_an_upload_with_nothing_rejected_has_no_feedback_file(
     runtime: EmbeddedRuntime,
 ) -> None:
