@@ -35,9 +35,8 @@ from streams.core.identity import IdentityConflict
 from streams.core.outputs import DUMPS_OPTIONS, deadletter, dump_event, dump_outcome, raw_text
 from streams.core.records import Outcome, OutcomeKind, RawRecord, make_event_id
 from streams.core.settings import AccountSettings
-from streams.core.status import UploadCounts, final_status
+from streams.core.status import UploadCounts, counts_dict, counts_from, final_status
 from streams.core.timeparse import to_iso
-from streams.embedded.engine import counts_dict, counts_from
 from streams.faust_store import UPLOADS_TABLE, FaustStore
 from streams.hops import Hop, HopError, decode_hop, encode_hop
 from streams.routing import account_of, event_id_of, first_hop, owns_outcome

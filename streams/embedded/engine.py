@@ -41,8 +41,9 @@ from streams.core.records import (
     make_event_id,
 )
 from streams.core.settings import AccountSettings
-from streams.core.status import UploadCounts, final_status
+from streams.core.status import UploadCounts, counts_dict, counts_from, final_status
 from streams.core.timeparse import to_iso
+from streams.core.upload import FatalUpload, FileReader, Item, MemberFailure, PlanWarning, UploadRow
 from streams.embedded.schema import connect
 from streams.embedded.sinks import OutputFiles
 from streams.embedded.store import SqliteStateStore
@@ -88,46 +89,6 @@ _EVENT_KIND = RecordKind.EVENT
 
 
 @dataclass(slots=True)
-class UploadRow:
-    """The ledger row the engine needs to (re)open an upload."""
-
-    upload_id: str
-    account: str
-    filename: str
-    kind: SourceKind
-    dialect: Dialect | None
-    path: str | None
-    trigger: bool | None
-    received_at: datetime
-
-
-@dataclass(slots=True, frozen=True)
-class MemberFailure:
-    """One member of an archive failed as a whole; the rest of the upload proceeds."""
-
-    member: str
-    rejection: Rejection
-
-
-@dataclass(slots=True, frozen=True)
-class PlanWarning:
-    text: str
-
-
-class FatalUpload(Exception):
-    """The whole upload is refused (unsafe archive, bad manifest, unsupported format)."""
-
-    def __init__(self, rejection: Rejection) -> None:
-        super().__init__(rejection.message)
-        self.rejection = rejection
-
-
-# A reader yields, in processing order: (member index, record), member failures, warnings.
-Item = tuple[int, RawRecord] | MemberFailure | PlanWarning
-FileReader = Callable[[UploadRow], Iterator[Item]]
-
-
-@dataclass(slots=True)
 class Progress:
     read: int = 0
     decided: int = 0
@@ -147,25 +108,6 @@ class _Batch:
 
 def _json(value: Any) -> str:
     return orjson.dumps(value).decode()
-
-
-def counts_dict(counts: UploadCounts) -> dict[str, Any]:
-    return {
-        "records": counts.records,
-        "accepted": counts.accepted,
-        "duplicate": counts.duplicate,
-        "rejected": counts.rejected,
-        "triggered": counts.triggered,
-        "by_code": dict(counts.by_code),
-    }
-
-
-def counts_from(data: dict[str, Any]) -> UploadCounts:
-    counts = UploadCounts()
-    for name in ("records", "accepted", "duplicate", "rejected", "triggered"):
-        setattr(counts, name, int(data.get(name, 0)))
-    counts.by_code.update(data.get("by_code", {}))
-    return counts
 
 
 class DataDirInUse(RuntimeError):

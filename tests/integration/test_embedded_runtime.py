@@ -11,10 +11,10 @@ from typing import Any
 import orjson
 import pytest
 
+from connectors.files.reader import read_upload
 from connectors.ports import FileUpload, UploadView
 from streams.core.settings import SettingsRegistry
 from streams.embedded.runtime import EmbeddedRuntime
-from tidegate.files import read_upload
 
 UPLOADS = Path(__file__).parent.parent / "fixtures" / "uploads"
 NOW = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)

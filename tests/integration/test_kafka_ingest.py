@@ -8,7 +8,7 @@ import pytest
 
 from connectors.ports import FileUpload
 from streams.core.records import SourceKind
-from streams.embedded.engine import UploadRow
+from streams.core.upload import UploadRow
 from streams.embedded.ledger import Ledger
 from tests.integration.faust_helpers import NOW, PARTITIONS, _lines, _ts
 from tidegate.kafka_connectors import KafkaIngest
