@@ -8,6 +8,7 @@ from pathlib import Path
 from connectors.files.errors import MemberFailed, UploadRefused
 from connectors.files.upload import iter_member_records, open_upload
 from streams.core.errors import ErrorCode, Rejection, Stage
+from streams.core.trigger import default_trigger
 from streams.core.upload import FatalUpload, Item, MemberFailure, PlanWarning, UploadRow
 
 
@@ -22,7 +23,7 @@ def read_upload(row: UploadRow) -> Iterator[Item]:
             upload_id=row.upload_id,
             received_at=row.received_at,
             dialect=row.dialect,
-            trigger=bool(row.trigger),
+            trigger=default_trigger(row.kind) if row.trigger is None else row.trigger,
             filename=row.filename,
         )
     except UploadRefused as refused:

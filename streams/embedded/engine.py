@@ -43,6 +43,7 @@ from streams.core.records import (
 from streams.core.settings import AccountSettings
 from streams.core.status import UploadCounts, counts_dict, counts_from, final_status
 from streams.core.timeparse import to_iso
+from streams.core.trigger import default_trigger
 from streams.core.upload import FatalUpload, FileReader, Item, MemberFailure, PlanWarning, UploadRow
 from streams.embedded.schema import connect
 from streams.embedded.sinks import OutputFiles
@@ -230,7 +231,7 @@ class Engine:
                     datetime.fromisoformat(data["received_at"]),
                     data["payload"].encode("utf-8", "surrogateescape"),
                     path_identifier=data.get("path_identifier"),
-                    trigger=bool(data.get("trigger", True)),
+                    trigger=bool(data.get("trigger", default_trigger(row.kind))),
                 ),
             )
 
