@@ -48,3 +48,21 @@ class FatalUpload(Exception):
 # A reader yields, in processing order: (member index, record), member failures, warnings.
 Item = tuple[int, RawRecord] | MemberFailure | PlanWarning
 FileReader = Callable[[UploadRow], Iterator[Item]]
+
+
+@dataclass(slots=True)
+class UploadNotes:
+    """An upload's warnings and failed members, folded from its reader's items."""
+
+    warnings: list[str]
+    failed: list[str]
+
+    def note(self, item: PlanWarning | MemberFailure) -> None:
+        """A warning once; a failed member once, its rejection (whose message names the
+        member already) as a warning."""
+        if isinstance(item, PlanWarning):
+            if item.text not in self.warnings:
+                self.warnings.append(item.text)
+        elif item.member not in self.failed:
+            self.failed.append(item.member)
+            self.warnings.append(f"{item.rejection.code}: {item.rejection.message}")

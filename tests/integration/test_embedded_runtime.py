@@ -286,3 +286,25 @@ async def test_first_records_of_new_users_read_no_dedup_state(runtime: EmbeddedR
     view = await submit(runtime, UPLOADS / "links_second.jsonl")  # user 42 is known
     assert view.counts["duplicate"] == 1
     assert reads != []
+
+
+async def test_upload_shows_the_manifest_trigger_and_names_a_failed_member_once(
+    runtime: EmbeddedRuntime, tmp_path: Path
+) -> None:
+    """The embedded twin of the Kafka test of the same name (test_kafka_ingest.py)."""
+    import zipfile
+
+    archive = tmp_path / "drop.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr(
+            "manifest.json",
+            b'{"contents": [{"filename": "a.jsonl"}, {"filename": "README.md"}], "trigger": true}',
+        )
+        z.writestr("a.jsonl", (UPLOADS / "links_first.jsonl").read_bytes())
+        z.writestr("README.md", b"# what is in this drop\n")
+    view = await submit(runtime, archive)
+    assert view.trigger is True
+    assert view.status == "warning", view
+    [warning] = view.warnings
+    assert warning.count("README.md") == 1, warning
+    assert warning.startswith("unsupported_format: "), warning

@@ -16,6 +16,8 @@ from tidegate.kafka_import import find_claim, new_producer, write_claim
 
 pytestmark = [pytest.mark.kafka]
 
+UPLOADS = Path(__file__).resolve().parents[1] / "fixtures" / "uploads"
+
 IMPORTED = "11111111-2222-4333-8444-666666666666"
 
 
@@ -59,3 +61,43 @@ async def test_filename_claimed_by_an_import_is_refused(
         assert view is not None and view.status == "processing", view
     finally:
         await ledger.close()
+
+
+MANIFEST_TRIGGER = (
+    b'{"contents": [{"filename": "a.jsonl"}, {"filename": "README.md"}], "trigger": true}'
+)
+
+
+def _drop_with_manifest_and_readme(path: Path) -> Path:
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("manifest.json", MANIFEST_TRIGGER)
+        z.writestr("a.jsonl", (UPLOADS / "links_first.jsonl").read_bytes())
+        z.writestr("README.md", b"# what is in this drop\n")
+    return path
+
+
+async def test_kafka_upload_shows_the_manifest_trigger_and_names_a_failed_member_once(
+    kafka_bootstrap: str, tmp_path: Path, prefix: str
+) -> None:
+    """The announcement (the upload's row on the Kafka path) carries the manifest's
+    "trigger": true, as the embedded runtime's row does; a failed member is named once in
+    the warnings (before: "README.md: unsupported_format: member README.md: ...")."""
+    from streams import topics as T
+    from tidegate.kafka_import import produce_upload
+
+    archive = _drop_with_manifest_and_readme(tmp_path / "drop.zip")
+    row = UploadRow(IMPORTED, "acme", "drop.zip", SourceKind.FILE, None, str(archive), None, NOW)
+    await T.ensure_topics(kafka_bootstrap, PARTITIONS)
+    producer = new_producer(kafka_bootstrap)
+    await producer.start()
+    try:
+        announcement = await produce_upload(producer, row)
+    finally:
+        await producer.stop()
+    assert announcement["trigger"] is True, announcement
+    assert announcement["failed_members"] == 1, announcement
+    [warning] = announcement["warnings"]
+    assert warning.count("README.md") == 1, warning
+    assert warning.startswith("unsupported_format: "), warning
