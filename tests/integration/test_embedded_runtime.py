@@ -308,3 +308,21 @@ async def test_upload_shows_the_manifest_trigger_and_names_a_failed_member_once(
     [warning] = view.warnings
     assert warning.count("README.md") == 1, warning
     assert warning.startswith("unsupported_format: "), warning
+
+
+async def test_archive_member_not_of_the_dialects_file_type_fails_as_a_whole(
+    runtime: EmbeddedRuntime, tmp_path: Path
+) -> None:
+    """A notes.txt beside a Zeta drop's .jsonl files fails as a whole: the upload is
+    warning, not partial with a line of invalid_json per line of the notes."""
+    import zipfile
+
+    archive = tmp_path / "zeta.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("a.jsonl", (UPLOADS / "links_first.jsonl").read_bytes())
+        z.writestr("notes.txt", b"exported by the nightly job\nsee the wiki\n")
+    view = await submit(runtime, archive)
+    assert view.status == "warning", view
+    assert view.counts["rejected"] == 0, view
+    [warning] = view.warnings
+    assert warning.startswith("unsupported_format: member notes.txt"), warning

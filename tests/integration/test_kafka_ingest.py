@@ -101,3 +101,32 @@ async def test_kafka_upload_shows_the_manifest_trigger_and_names_a_failed_member
     [warning] = announcement["warnings"]
     assert warning.count("README.md") == 1, warning
     assert warning.startswith("unsupported_format: "), warning
+
+
+async def test_kafka_archive_member_not_of_the_dialects_file_type_fails_as_a_whole(
+    kafka_bootstrap: str, tmp_path: Path, prefix: str
+) -> None:
+    """A notes.txt beside a Zeta drop's .jsonl files is not data: the member fails as a
+    whole (unsupported_format, named in the warnings), none of its lines is produced."""
+    import zipfile
+
+    from streams import topics as T
+    from tidegate.kafka_import import produce_upload
+
+    archive = tmp_path / "zeta.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("a.jsonl", (UPLOADS / "links_first.jsonl").read_bytes())
+        z.writestr("notes.txt", b"exported by the nightly job\nsee the wiki\n")
+    row = UploadRow(IMPORTED, "acme", "zeta.zip", SourceKind.FILE, None, str(archive), None, NOW)
+    await T.ensure_topics(kafka_bootstrap, PARTITIONS)
+    producer = new_producer(kafka_bootstrap)
+    await producer.start()
+    try:
+        announcement = await produce_upload(producer, row)
+    finally:
+        await producer.stop()
+    lines = (UPLOADS / "links_first.jsonl").read_bytes().strip().splitlines()
+    assert announcement["total"] == len(lines), announcement
+    assert announcement["failed_members"] == 1, announcement
+    [warning] = announcement["warnings"]
+    assert warning.startswith("unsupported_format: member notes.txt"), warning
