@@ -53,8 +53,6 @@ log = logging.getLogger("tidegate.uploads")
 
 #: The drop folders of an account and the trigger opt-in each one means.
 FOLDERS: dict[str, bool | None] = {"events": None, "events-trigger": True}
-EVENTS = "events"
-EVENTS_TRIGGER = "events-trigger"
 
 REJECTED_SUFFIX = ".rejected.txt"
 ERROR_SUFFIX = ".error.txt"

@@ -81,7 +81,8 @@ async def make_ingest(kind: str, workdir: Path) -> AsyncIterator[Any]:
     if kind == "embedded":
         # Best effort against the embedded runtime as it stands (tidegate.commands); the
         # runtime's owner wires this for good.
-        from tidegate.commands import load_settings, make_runtime
+        from tidegate.account_settings import load_settings
+        from tidegate.commands import make_runtime
 
         data = workdir / "data"
         runtime = make_runtime(data, load_settings(None, data), None)

@@ -31,13 +31,13 @@ from streams import routing
 from streams import topics as T
 from streams.core.decide import expire_state
 from streams.core.errors import ErrorCode, Rejection, Stage
+from streams.core.fanout import Output, route_outcome
 from streams.core.identity import IdentityConflict
-from streams.core.outputs import DUMPS_OPTIONS, deadletter, dump_event, dump_outcome, raw_text
+from streams.core.outputs import DUMPS_OPTIONS, deadletter, raw_text
 from streams.core.records import Outcome, OutcomeKind, RawRecord, make_event_id
 from streams.core.settings import AccountSettings
-from streams.core.status import UploadCounts, final_status
+from streams.core.status import UploadCounts, counts_dict, counts_from, final_status
 from streams.core.timeparse import to_iso
-from streams.embedded.engine import counts_dict, counts_from
 from streams.faust_store import UPLOADS_TABLE, FaustStore
 from streams.hops import Hop, HopError, decode_hop, encode_hop
 from streams.routing import account_of, event_id_of, first_hop, owns_outcome
@@ -159,37 +159,48 @@ def outcome_records(message: Mapping[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
+class _OutSink:
+    """The Kafka producer's side of `route_outcome`: messages appended to a batch's list."""
+
+    __slots__ = ("out",)
+
+    def __init__(self, out: list[Out]) -> None:
+        self.out = out
+
+    def emit(self, output: Output, line: bytes, outcome: Outcome) -> None:
+        source = outcome.source
+        account = source.account
+        headers = [
+            ("event_id", outcome.event_id.encode()),
+            ("account", account.encode()),
+            ("upload_id", source.upload_id.encode()),
+        ]
+        if output is Output.DEADLETTER:
+            headers.append(("code", str(outcome.code or "").encode()))
+            self.out.append(Out(T.DEADLETTER, account.encode(), line, headers))
+            return
+        event = outcome.event
+        profile_id = event.profile_id if event else None
+        headers.append(("profile_id", (profile_id or "").encode()))
+        key = f"{account}\x1f{profile_id}".encode()
+        topic = T.ACCEPTED if output is Output.ACCEPTED else T.TRIGGERS
+        self.out.append(Out(topic, key, line, headers))
+
+
 def outputs_of(outcome: Outcome, tally: Tally, out: list[Out]) -> None:
-    """Appends the messages one decided record publishes (accepted/triggers/deadletter)
-    to `out` and its outcome to `tally`."""
+    """Appends the messages one decided record publishes (`route_outcome`) to `out` and its
+    outcome to `tally`."""
+    route_outcome(outcome, _OutSink(out))
     source = outcome.source
     event = outcome.event
-    account = source.account
-    triggered = bool(event and event.triggered)
-    profile_id = event.profile_id if event else None
-    headers = [
-        ("event_id", outcome.event_id.encode()),
-        ("account", account.encode()),
-        ("upload_id", source.upload_id.encode()),
-    ]
-    if outcome.kind is OutcomeKind.ACCEPTED and event is not None:
-        line = dump_event(event)
-        key = f"{account}\x1f{profile_id}".encode()
-        hdrs = [*headers, ("profile_id", (profile_id or "").encode())]
-        out.append(Out(T.ACCEPTED, key, line, hdrs))
-        if triggered:
-            out.append(Out(T.TRIGGERS, key, line, hdrs))
-    elif outcome.kind is OutcomeKind.REJECTED:
-        hdrs = [*headers, ("code", str(outcome.code or "").encode())]
-        out.append(Out(T.DEADLETTER, account.encode(), dump_outcome(outcome), hdrs))
     tally.add(
         source.upload_id,
         outcome.event_id,
-        account,
+        source.account,
         outcome.kind,
         str(outcome.code) if outcome.code else None,
-        triggered,
-        profile_id,
+        bool(event and event.triggered),
+        event.profile_id if event else None,
     )
 
 
@@ -815,7 +826,12 @@ def register(
         mono = time.monotonic()
         if mono - last_expired.get(partition, 0.0) >= EXPIRE_EVERY_SECONDS:
             last_expired[partition] = mono
-            expire_state(store, now, shard=str(partition), max_buckets=64)
+            try:
+                expire_state(store, now, shard=str(partition), max_buckets=64)
+            except Exception:
+                # Outside any record: the batch's records have their outcomes already, and
+                # a failed pass leaves what it did not expire to a later pass.
+                log.exception("state expiry failed on partition %s", partition)
 
     async def _raw_batch(partition: int, events: list[Any]) -> None:
         """Takes the raw records of one partition into stage 1 in offset order (each sees
@@ -833,13 +849,13 @@ def register(
                     data, partition=partition, offset=event.message.offset, default_time=now
                 )
                 advance(first_hop(raw), partition, now, tally, outs)
-                expire_due(partition, now)
             except Exception as error:  # never let an exception leave the agent
                 log.error("record failed: %s\n%s", error, traceback.format_exc())
                 try:
                     outs.extend(failure_outputs(data, raw, error, tally))
                 except Exception:  # pragma: no cover - last resort
                     log.exception("could not even dead-letter a record")
+        expire_due(partition, clock())
         outs.extend(tally.messages(partitions))
         await publish(outs, partition)
 
@@ -867,7 +883,7 @@ def register(
                 )
                 continue
             advance(hop, partition, now, tally, outs)
-            expire_due(partition, now)
+        expire_due(partition, clock())
         outs.extend(tally.messages(partitions))
         await publish(outs, partition)
 

@@ -147,6 +147,7 @@ import orjson  # noqa: E402
 from streams.core.errors import ErrorCode, Rejection, Stage  # noqa: E402
 from streams.core.records import Dialect, RawRecord, Source, SourceKind  # noqa: E402
 from streams.core.timeparse import from_iso, to_iso  # noqa: E402
+from streams.core.trigger import default_trigger  # noqa: E402
 
 
 class WireError(ValueError):
@@ -267,6 +268,6 @@ def raw_from_doc(
         payload,
         fields=fields if isinstance(fields, dict) else None,
         path_identifier=doc.get("path_identifier"),
-        trigger=bool(trigger) if trigger is not None else kind is not SourceKind.FILE,
+        trigger=bool(trigger) if trigger is not None else default_trigger(kind),
         framing_error=rejection,
     )

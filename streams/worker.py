@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import faulthandler
 import logging
@@ -10,31 +9,12 @@ import os
 import shutil
 import signal
 import sys
-from pathlib import Path
 
 from streams import topics as T
 from streams.app import WorkerConfig, create_app
-from streams.core.timeparse import from_iso
 
 
-def config_from_args(args: argparse.Namespace) -> WorkerConfig:
-    from tidegate.commands import load_settings
-
-    state_dir = Path(args.state_dir)
-    now_text = getattr(args, "now", None) or os.environ.get("TIDEGATE_NOW")
-    now = from_iso(now_text) if isinstance(now_text, str) and now_text else None
-    if now_text and now is None:
-        raise SystemExit(f"TIDEGATE_NOW wants an ISO-8601 time, not {now_text!r}")
-    return WorkerConfig(
-        broker=args.broker,
-        partitions=int(args.partitions),
-        state_dir=state_dir,
-        settings=load_settings(args.config, state_dir),
-        now=now,
-    )
-
-
-def run_worker(args: argparse.Namespace) -> int:
+def run_worker(config: WorkerConfig) -> int:
     """Creates the topics when missing, then runs the Faust worker (blocks)."""
     from faust import Worker
 
@@ -45,7 +25,6 @@ def run_worker(args: argparse.Namespace) -> int:
     # waits up to 5 ms for that thread to give the GIL back: a third of a worker's wall
     # time went there. A short interval hands the GIL back quickly.
     sys.setswitchinterval(float(os.environ.get("TIDEGATE_SWITCH_INTERVAL", "0.0002")))
-    config = config_from_args(args)
     config.state_dir.mkdir(parents=True, exist_ok=True)
     asyncio.run(T.ensure_topics(T.bootstrap_of(config.broker), config.partitions, config.app_id))
     exactly_once = config.processing_guarantee == "exactly_once"

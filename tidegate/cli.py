@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import gc
 import os
 import sys
@@ -12,10 +11,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from streams.core.records import Dialect
 from streams.core.timeparse import from_iso
+from tidegate.reports import print_json, print_summary
 
 DIALECTS = [d.value for d in Dialect if d is not Dialect.CANONICAL]
 DEFAULT_DATA = Path(os.environ.get("TIDEGATE_DATA", "data"))
@@ -89,11 +87,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _print_json(value: Any) -> None:
-    sys.stdout.buffer.write(orjson.dumps(value, option=orjson.OPT_INDENT_2) + b"\n")
-    sys.stdout.flush()
-
-
 def cmd_validate(args: argparse.Namespace) -> int:
     from tidegate.validate import validate_path, write_feedback
 
@@ -104,27 +97,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
     if args.errors_out and rows is not None:
         write_feedback(rows, args.errors_out)
     if args.json:
-        _print_json(report.as_json())
+        print_json(report.as_json())
     else:
-        _print_summary(report.as_json(), args.path.name)
+        print_summary(report.as_json(), args.path.name)
     return report.exit_code
-
-
-def _print_summary(data: dict[str, Any], name: str, limit: int = 20) -> None:
-    counts = data["counts"]
-    print(f"{name}: {data['status']} ({data.get('dialect') or 'unknown dialect'})")
-    if counts:
-        print("  " + ", ".join(f"{k} {v}" for k, v in counts.items() if not isinstance(v, dict)))
-    if data.get("fatal"):
-        print(f"  fatal: {data['fatal']['code']}: {data['fatal']['message']}")
-    for warning in data.get("warnings", []):
-        print(f"  warning: {warning}")
-    errors = data.get("errors", [])
-    for error in errors[:limit]:
-        where = error["file"] if error["line"] is None else f"{error['file']}:{error['line']}"
-        print(f"  {where}: {error['code']}: {error['message']}")
-    if len(errors) > limit:
-        print(f"  ... and {len(errors) - limit} more (use --json for all)")
 
 
 # Cyclic-GC thresholds for the data commands: the pipelines allocate millions of small
@@ -172,10 +148,6 @@ def _lazy(module: str, name: str) -> Callable[[argparse.Namespace], int]:
         return command(args)
 
     return call
-
-
-def run_async(coro: Any) -> Any:
-    return asyncio.run(coro)
 
 
 if __name__ == "__main__":

@@ -8,55 +8,19 @@ import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
+from connectors.files.reader import read_upload
 from connectors.ports import FileUpload, UploadView
-from streams.core.errors import Rejection
 from streams.core.records import Dialect
 from streams.core.settings import SettingsRegistry
 from streams.embedded.runtime import EmbeddedRuntime
-from tidegate.cli import _print_json, _print_summary
-from tidegate.files import read_upload
-
-
-def load_settings(config: Path | None, data: Path) -> SettingsRegistry:
-    """Per-account rule settings from the accounts file, when there is one."""
-    from connectors.accounts import load_accounts
-    from tidegate.serve import accounts_path, settings_of
-
-    path = accounts_path(config, data)
-    return settings_of(load_accounts(path)) if path.exists() else SettingsRegistry()
+from tidegate.account_settings import load_settings
+from tidegate.reports import print_json, print_refusal, print_summary, report_of
 
 
 def make_runtime(data: Path, settings: SettingsRegistry, now: datetime | None) -> EmbeddedRuntime:
     clock = (lambda: now) if now is not None else (lambda: datetime.now(UTC))
     return EmbeddedRuntime(data, settings, read_upload, clock=clock)
-
-
-def report_of(view: UploadView) -> dict[str, Any]:
-    counts = view.counts
-    return {
-        "upload_id": view.upload_id,
-        "status": view.status,
-        "dialect": view.dialect,
-        "counts": {
-            "records": counts.get("records", 0),
-            "accepted": counts.get("accepted", 0),
-            "duplicate": counts.get("duplicate", 0),
-            "rejected": counts.get("rejected", 0),
-            "triggered": counts.get("triggered", 0),
-        },
-        "rejected_by_code": counts.get("by_code", {}),
-        "warnings": view.warnings,
-        "fatal": view.fatal,
-    }
-
-
-def print_refusal(refused: Rejection, name: str, *, as_json: bool) -> None:
-    """The report of an upload refused as a whole before any record was read."""
-    fatal = {"code": refused.code.value, "message": refused.message}
-    report = {"status": "fail", "counts": {}, "warnings": [], "fatal": fatal}
-    _print_json(report) if as_json else _print_summary({**report, "errors": []}, name)
 
 
 async def _import(args: argparse.Namespace) -> int:
@@ -86,9 +50,9 @@ async def _import(args: argparse.Namespace) -> int:
         await runtime.stop()
     report = report_of(view)
     if args.json:
-        _print_json(report)
+        print_json(report)
     else:
-        _print_summary({**report, "errors": []}, path.name)
+        print_summary({**report, "errors": []}, path.name)
         print(f"  outputs: {runtime.outputs_dir}")
     if view.status == "fail" and view.fatal:
         return 2
@@ -144,7 +108,7 @@ async def _uploads(args: argparse.Namespace) -> int:
     finally:
         await runtime.close_ledger()
     if args.json:
-        _print_json(
+        print_json(
             [
                 report_of(v)
                 | {
@@ -208,9 +172,9 @@ async def _upload(args: argparse.Namespace) -> int:
         await runtime.close_ledger()
     report = report_of(view) | {"filename": view.filename, "account": view.account}
     if args.json:
-        _print_json(report)
+        print_json(report)
     else:
-        _print_summary({**report, "errors": []}, view.filename)
+        print_summary({**report, "errors": []}, view.filename)
     return 0
 
 
@@ -226,5 +190,6 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     from streams.worker import run_worker
+    from tidegate.worker_config import config_from_args
 
-    return int(run_worker(args))
+    return int(run_worker(config_from_args(args)))

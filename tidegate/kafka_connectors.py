@@ -14,8 +14,9 @@ import asyncio
 import contextlib
 import logging
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -24,7 +25,7 @@ from connectors.ports import FileUpload, IngestUnavailable, Receipt, UploadView
 from streams import topics as T
 from streams.core.records import RawRecord, SourceKind
 from streams.core.timeparse import to_iso
-from streams.embedded.engine import UploadRow
+from streams.core.upload import UploadRow
 from streams.embedded.ledger import FINAL, Ledger, duplicate_filename
 from tidegate.kafka_import import find_claim, new_producer, produce_upload, write_claim
 
@@ -264,13 +265,28 @@ class KafkaIngest:
         return None
 
 
+class ServeConnectors(Protocol):
+    """tidegate.serve.serve_connectors, passed in (serve imports this module)."""
+
+    def __call__(
+        self,
+        args: argparse.Namespace,
+        accounts: Accounts,
+        ingest: Any,
+        stop_ingest: Callable[[], Awaitable[None]],
+        *,
+        created: tuple[Account, Credentials] | None = ...,
+        runtime_name: str = ...,
+    ) -> Awaitable[int]: ...
+
+
 async def run_connectors_on_kafka(
     args: argparse.Namespace,
     accounts: Accounts,
+    serve_connectors: ServeConnectors,
     created: tuple[Account, Credentials] | None = None,
 ) -> int:
-    from tidegate.serve import serve_connectors
-
+    """Serves the connectors (with `serve_connectors`, tidegate.serve's) on the Kafka runtime."""
     ingest = KafkaIngest(T.bootstrap_of(args.broker), args.data)
     await ingest.start()
     return await serve_connectors(

@@ -35,7 +35,7 @@ from streams import topics as T
 from streams.core.errors import Rejection
 from streams.core.records import Dialect, SourceKind
 from streams.core.timeparse import from_iso, to_iso
-from streams.embedded.engine import FatalUpload, MemberFailure, PlanWarning, UploadRow
+from streams.core.upload import FatalUpload, MemberFailure, PlanWarning, UploadNotes, UploadRow
 
 FINAL = frozenset({"success", "partial", "warning", "fail"})
 IN_FLIGHT = 5000  # sends awaited in groups of this size
@@ -56,10 +56,12 @@ def new_producer(bootstrap: str) -> Any:
 
 async def produce_upload(producer: Any, row: UploadRow) -> dict[str, Any]:
     """Produces every record of `row` and then its announcement; returns the announcement."""
-    from tidegate.files import read_upload
+    from connectors.files.reader import read_upload
 
     warnings: list[str] = []
     failed: list[str] = []
+    notes = UploadNotes(warnings, failed)
+    trigger = bool(row.trigger)
     fatal: dict[str, str] | None = None
     total = 0
     dialect = row.dialect
@@ -68,19 +70,14 @@ async def produce_upload(producer: Any, row: UploadRow) -> dict[str, Any]:
     partition = await T.raw_partition(producer, row.account)
     try:
         for item in read_upload(row):
-            if isinstance(item, PlanWarning):
-                if item.text not in warnings:
-                    warnings.append(item.text)
-                continue
-            if isinstance(item, MemberFailure):
-                if item.member not in failed:
-                    failed.append(item.member)
-                    warnings.append(
-                        f"{item.member}: {item.rejection.code}: {item.rejection.message}"
-                    )
+            if isinstance(item, PlanWarning | MemberFailure):
+                notes.note(item)
                 continue
             _, raw = item
-            dialect = dialect or raw.source.dialect
+            if dialect is None:
+                # the upload shows the trigger opt-in its records carry (an archive's
+                # manifest may set it), as it shows the dialect of its first record
+                dialect, trigger = raw.source.dialect, raw.trigger
             pending.append(
                 await producer.send(T.RAW, T.encode_raw(raw), key=key, partition=partition)
             )
@@ -99,7 +96,7 @@ async def produce_upload(producer: Any, row: UploadRow) -> dict[str, Any]:
         "kind": row.kind.value,
         "dialect": dialect.value if dialect else None,
         "received_at": to_iso(row.received_at),
-        "trigger": bool(row.trigger),
+        "trigger": trigger,
         "total": total,
         "warnings": warnings,
         "failed_members": len(failed),
@@ -296,8 +293,7 @@ def view_of(doc: dict[str, Any]) -> UploadView:
 
 
 async def _import(args: argparse.Namespace) -> int:
-    from tidegate.cli import _print_json, _print_summary
-    from tidegate.commands import print_refusal, report_of
+    from tidegate.reports import print_json, print_refusal, print_summary, report_of
 
     bootstrap = T.bootstrap_of(args.broker)
     await T.ensure_topics(bootstrap, int(getattr(args, "partitions", 0) or T.DEFAULT_PARTITIONS))
@@ -344,9 +340,9 @@ async def _import(args: argparse.Namespace) -> int:
     view = view_of(statuses[row.upload_id])
     report = report_of(view)
     if args.json:
-        _print_json(report)
+        print_json(report)
     else:
-        _print_summary({**report, "errors": []}, path.name)
+        print_summary({**report, "errors": []}, path.name)
         print(f"  outputs: {T.ACCEPTED}, {T.TRIGGERS}, {T.DEADLETTER} at {args.broker}")
     if view.status == "fail" and view.fatal:
         return 2

@@ -11,28 +11,17 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from connectors.accounts import Account, Accounts, Credentials, ensure_demo_account, load_accounts
+from connectors.files.reader import read_upload
 from connectors.http.app import create_app
 from connectors.http.server import serve_http
 from connectors.ports import Ingest
 from connectors.sftp import start_sftp_server
 from connectors.watch import start_watch_folder
 from streams import topics as T
-from streams.core.settings import SettingsRegistry
 from streams.embedded.runtime import EmbeddedRuntime
-from tidegate.files import read_upload
+from tidegate.account_settings import accounts_path, settings_of
 
 log = logging.getLogger("tidegate")
-
-
-def settings_of(accounts: Accounts) -> SettingsRegistry:
-    """The rule settings of every account in the accounts file."""
-    return SettingsRegistry.from_mapping(
-        {"accounts": {account.name: account.settings_mapping() for account in accounts}}
-    )
-
-
-def accounts_path(config: Path | None, data: Path) -> Path:
-    return config or data / "accounts.toml"
 
 
 async def run(args: argparse.Namespace) -> int:
@@ -48,7 +37,7 @@ async def run(args: argparse.Namespace) -> int:
         from tidegate.kafka_connectors import run_connectors_on_kafka
 
         # the demo account's credentials are shown once, whichever runtime decides
-        return await run_connectors_on_kafka(args, accounts, created)
+        return await run_connectors_on_kafka(args, accounts, serve_connectors, created)
 
     runtime = EmbeddedRuntime(data, settings_of(accounts), read_upload)
     await runtime.start()

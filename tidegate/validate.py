@@ -9,13 +9,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from connectors.files.reader import read_upload
 from streams.core.errors import Rejection
 from streams.core.feedback import RejectedRow, feedback_file
 from streams.core.normalize import normalize, verdicts_only
 from streams.core.records import Dialect, OutcomeKind, RawRecord, SourceKind
 from streams.core.status import UploadCounts, final_status
-from streams.embedded.engine import FatalUpload, Item, MemberFailure, PlanWarning, UploadRow
-from tidegate.files import read_upload
+from streams.core.upload import FatalUpload, Item, MemberFailure, PlanWarning, UploadRow
 
 MAX_REPORTED_ERRORS = 1_000_000
 

@@ -63,7 +63,7 @@ from connectors.files.csvrows import CsvRow, iter_csv_rows
 from connectors.files.errors import MemberFailed, UploadRefused
 from connectors.files.lines import MAX_LINE_BYTES, UTF8_BOM, frame_lines, iter_lines
 from connectors.files.manifest import MANIFEST_NAME, Manifest, order_members, read_manifest
-from streams.core.dialects import detect_dialect
+from streams.core.dialects import DATA_FILE_EXTENSIONS, detect_dialect, is_data_file
 from streams.core.errors import ErrorCode, Rejection, Stage
 from streams.core.records import Dialect, RawRecord, Source, SourceKind, source_factory
 
@@ -329,6 +329,17 @@ def _frame(plan: UploadPlan, member: MemberPlan, stream: BinaryIO) -> Iterator[R
                 ErrorCode.UNSUPPORTED_FORMAT,
                 f"member {member.name}: cannot tell which dialect it is in "
                 f"(name the dialect explicitly)",
+                Stage.UPLOAD,
+            ),
+        )
+    if plan.archive.kind in ARCHIVE_KINDS and not is_data_file(dialect, member.name):
+        kinds = " ".join(DATA_FILE_EXTENSIONS[dialect])
+        raise _member_failed(
+            plan,
+            member,
+            Rejection(
+                ErrorCode.UNSUPPORTED_FORMAT,
+                f"member {member.name}: not a {dialect} data file ({kinds})",
                 Stage.UPLOAD,
             ),
         )

@@ -15,6 +15,7 @@ from connectors.http.context import UPLOAD_ID_HEADER, HttpContext, is_true, json
 from connectors.http.errors import ApiError
 from streams.core.errors import Rejection, error_number
 from streams.core.records import Dialect, RawRecord, Source, SourceKind
+from streams.core.trigger import default_trigger
 
 PATH = "/1/upload"
 FILE = "api:/1/upload"  # Source.file (and the upload's name) of every record of this API
@@ -48,7 +49,7 @@ def build_records(
             source=Source(SourceKind.API, Dialect.CLEVERTAP, account, upload_id, FILE, None, line),
             received_at=received_at,
             payload=orjson.dumps(element),
-            trigger=True,  # real-time API: triggers by default
+            trigger=default_trigger(SourceKind.API),
         )
         for line, element in enumerate(batch, start=1)
     ]

@@ -15,6 +15,7 @@ from connectors.http.context import UPLOAD_ID_HEADER, HttpContext, is_true, json
 from connectors.http.errors import ApiError
 from streams.core.errors import Rejection
 from streams.core.records import Dialect, Event, RawRecord, Source, SourceKind
+from streams.core.trigger import default_trigger
 
 PATH = "/people/contacts/{identifier:path}/events"
 FILE = "api:/people/contacts/{identifier}/events"  # Source.file; the identifier is per record
@@ -54,7 +55,7 @@ async def events(ctx: HttpContext, request: Request) -> Response:
             received_at=received_at,
             payload=orjson.dumps(element),
             path_identifier=identifier,
-            trigger=True,  # real-time API: triggers by default
+            trigger=default_trigger(SourceKind.API),
         )
         for line, element in enumerate(batch, start=1)
     ]

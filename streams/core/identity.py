@@ -33,15 +33,13 @@ profile its target resolved to at link time): a lookup is one hop, never a chain
 Links are made before dedup: an identifier pair seen on a record is a fact even when the
 record turns out to be a duplicate or is rejected by a catalog limit.
 
-For the Faust runtime the work splits into a pure planner (`plan_identity`, given a lookup
-function over the keys from `identity_keys`) and `apply_identity_plan` (the writes);
-`resolve_identity` does both against one `StateStore`.
+`resolve_links` applies these rules to one record against a `StateStore`; both runtimes
+call it (the Kafka runtime through the per-key stages of `stages.py`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from streams.core.records import IDENTIFIER_PRECEDENCE, Event
 from streams.core.state import StateStore
@@ -50,8 +48,6 @@ IDENTITY_TABLE = "identity"
 KEY_SEPARATOR = "\x1f"
 
 _RANK = {namespace: rank for rank, namespace in enumerate(IDENTIFIER_PRECEDENCE)}
-
-Lookup = Callable[[str], "str | None"]
 
 
 @dataclass(slots=True, frozen=True)
@@ -69,31 +65,6 @@ class IdentityConflict:
             f"identity conflict: {self.identifier} is linked to {self.existing_profile}; "
             f"not linked to {self.attempted_profile} (not merged)"
         )
-
-
-@dataclass(slots=True, frozen=True)
-class IdentityPlan:
-    """What a record's identifiers mean given the links so far.
-
-    `links_to_make` holds `(identity store key, profile id)` pairs, self-link of a new
-    profile first; `new_profile` tells whether `profile_id` did not exist before.
-    """
-
-    profile_id: str
-    links_to_make: list[tuple[str, str]] = field(default_factory=list)
-    conflicts: list[IdentityConflict] = field(default_factory=list)
-    new_profile: bool = False
-    event_id: str = ""
-
-
-@dataclass(slots=True, frozen=True)
-class IdentityResult:
-    """The applied plan: the record's profile, the links written, the conflicts seen."""
-
-    profile_id: str
-    links_made: list[tuple[str, str]] = field(default_factory=list)
-    conflicts: list[IdentityConflict] = field(default_factory=list)
-    new_profile: bool = False
 
 
 def identifier_name(namespace: str, value: str) -> str:
@@ -136,87 +107,16 @@ def ordered_identifiers(event: Event) -> list[tuple[str, str]]:
     return ranked
 
 
-def identity_keys(event: Event) -> list[str]:
-    """Every `identity` key `plan_identity` may look up for this record, in order."""
-    return [identity_key(event.account, ns, value) for ns, value in ordered_identifiers(event)]
-
-
-def plan_identity(event: Event, lookup: Lookup) -> IdentityPlan:
-    """Pure: the record's profile, links to make and conflicts, given `lookup(key)`.
-
-    `lookup` maps an `identity` key (see `identity_key`) to the stored profile id or None.
-    Raises ValueError for a record without identifiers (normalization rejects those as
-    `missing_identity` / `blocked_identity` before they get here).
-    """
-    ordered = ordered_identifiers(event)
-    if not event.identifiers or not ordered:
-        raise ValueError(f"record {event.event_id} has no identifiers")
-    top_namespace, top_value = ordered[0]
-    top_key = identity_key(event.account, top_namespace, top_value)
-    existing = lookup(top_key)
-    links: list[tuple[str, str]] = []
-    conflicts: list[IdentityConflict] = []
-    if existing is None:
-        profile_id = identifier_name(top_namespace, top_value)
-        links.append((top_key, profile_id))
-        new_profile = True
-    else:
-        profile_id = existing
-        new_profile = False
-    for namespace, value in ordered[1:]:
-        key = identity_key(event.account, namespace, value)
-        linked = lookup(key)
-        if linked is None:
-            links.append((key, profile_id))
-        elif linked != profile_id:
-            conflicts.append(
-                IdentityConflict(
-                    account=event.account,
-                    identifier=identifier_name(namespace, value),
-                    existing_profile=linked,
-                    attempted_profile=profile_id,
-                    event_id=event.event_id,
-                )
-            )
-    return IdentityPlan(profile_id, links, conflicts, new_profile, event.event_id)
-
-
-def apply_identity_plan(plan: IdentityPlan, store: StateStore) -> IdentityResult:
-    """Writes the plan's links.
-
-    Apply a plan right after making it, against the same state (one partition, one
-    transaction). As a safeguard, first link wins even then: a key that got a link since
-    the plan was made is left alone, and reported as a conflict when it differs.
-    """
-    made: list[tuple[str, str]] = []
-    conflicts = list(plan.conflicts)
-    for key, profile_id in plan.links_to_make:
-        current = store.get(IDENTITY_TABLE, key)
-        if current is None:
-            store.put(IDENTITY_TABLE, key, profile_id)
-            made.append((key, profile_id))
-        elif current != profile_id:
-            account, _, identifier = key.partition(KEY_SEPARATOR)
-            conflicts.append(
-                IdentityConflict(account, identifier, current, profile_id, plan.event_id)
-            )
-    return IdentityResult(plan.profile_id, made, conflicts, plan.new_profile)
-
-
-def resolve_identity(event: Event, store: StateStore) -> IdentityResult:
-    """Plans against `store` and applies the plan: the one-process form."""
-    return IdentityResult(*resolve_links(event, store))
-
-
 def resolve_links(
     event: Event, store: StateStore
 ) -> tuple[str, list[tuple[str, str]], list[IdentityConflict], bool]:
-    """`resolve_identity` as a plain tuple: (profile id, links made, conflicts, new profile).
+    """(profile id, links made, conflicts, new profile) of one record; writes the links.
 
-    The same reads, writes and results as `apply_identity_plan(plan_identity(...))` against
-    one store, in one pass: each key is read once (a link the plan would make is written
-    right away; the keys of one record are distinct, so no later read of the record sees
-    it), and no plan object is built. `decide` calls this once per record.
+    One pass: each key is read once (a link is written right away; the keys of one record
+    are distinct, so no later read of the record sees it). First link wins: a key already
+    linked elsewhere, or holding a value that is not a link, is a conflict, never
+    overwritten. Raises ValueError for a record without identifiers (normalization rejects
+    those first). `decide` calls this once per record.
     """
     ordered = ordered_identifiers(event)
     if not event.identifiers or not ordered:
@@ -256,13 +156,7 @@ def resolve_links(
                 )
             )
     for key, current, attempted in late:
-        # What apply_identity_plan reports for a key whose stored value is not a link.
+        # A stored value that is not a link is reported, never overwritten.
         owner, _, identifier = key.partition(KEY_SEPARATOR)
         conflicts.append(IdentityConflict(owner, identifier, current, attempted, event.event_id))
     return profile_id, made, conflicts, new_profile
-
-
-def lookup_from(links: dict[str, str] | Iterable[tuple[str, str]]) -> Lookup:
-    """A lookup over prefetched links (e.g. the Faust runtime's answers for `identity_keys`)."""
-    table = dict(links)
-    return table.get

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 from streams.core.errors import Rejection
 from streams.core.records import OutcomeKind
@@ -53,3 +54,22 @@ def final_status(counts: UploadCounts, fatal: Rejection | None) -> UploadStatus:
     if counts.rejected:
         return UploadStatus.PARTIAL
     return UploadStatus.SUCCESS
+
+
+def counts_dict(counts: UploadCounts) -> dict[str, Any]:
+    return {
+        "records": counts.records,
+        "accepted": counts.accepted,
+        "duplicate": counts.duplicate,
+        "rejected": counts.rejected,
+        "triggered": counts.triggered,
+        "by_code": dict(counts.by_code),
+    }
+
+
+def counts_from(data: dict[str, Any]) -> UploadCounts:
+    counts = UploadCounts()
+    for name in ("records", "accepted", "duplicate", "rejected", "triggered"):
+        setattr(counts, name, int(data.get(name, 0)))
+    counts.by_code.update(data.get("by_code", {}))
+    return counts

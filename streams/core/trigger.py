@@ -26,29 +26,11 @@ from streams.core.settings import AccountSettings
 TRIGGER_MAX_AGE = timedelta(hours=24)
 
 
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
-
-def trigger_requested(event: Event, settings: AccountSettings) -> bool:
-    """Did the record's source (or the account, for file imports) ask for triggers?"""
-    if event.trigger_requested:
-        return True
-    return event.source.kind is SourceKind.FILE and settings.trigger_imports
-
-
-def why_not_triggered(event: Event, now: datetime, settings: AccountSettings) -> str | None:
-    """None when an accepted record is eligible, else a short reason."""
-    if event.kind is not RecordKind.EVENT:
-        return f"a {event.kind} record never triggers"
-    if not trigger_requested(event, settings):
-        return "the source did not ask for triggers (passive import)"
-    timestamp, current = _aware(event.timestamp), _aware(now)
-    if timestamp > current:
-        return "the timestamp is in the future"
-    if current - timestamp > TRIGGER_MAX_AGE:
-        return "decided more than 24 hours after its timestamp"
-    return None
+def default_trigger(kind: SourceKind) -> bool:
+    """Whether a record asks for triggers when its source says nothing: real-time sources
+    (HTTP APIs, Kafka producers) do, file imports do not (an import is passive unless the
+    upload or the account opts in)."""
+    return kind is not SourceKind.FILE
 
 
 _EVENT = RecordKind.EVENT
@@ -56,7 +38,7 @@ _FILE = SourceKind.FILE
 
 
 def is_trigger_eligible(event: Event, now: datetime, settings: AccountSettings) -> bool:
-    """`why_not_triggered(...) is None`, without building the reason."""
+    """May this accepted record go to the triggers topic? (the three rules above)"""
     if event.kind is not _EVENT:
         return False
     if not event.trigger_requested and not (

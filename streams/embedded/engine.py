@@ -15,34 +15,41 @@ from typing import Any, TextIO
 
 import orjson
 
-from streams.core.catalog import CATALOG_PROPS_TABLE, CATALOG_TYPES_TABLE, type_key
+from streams.core.catalog import CATALOG_PROPS_TABLE, CATALOG_TYPES_TABLE
 from streams.core.decide import decide, expire_state
-from streams.core.dedup import DEDUP_TABLE, dedup_digest, dedup_key
+from streams.core.dedup import DEDUP_TABLE
 from streams.core.errors import Rejection
+from streams.core.fanout import Output, route_outcome
 from streams.core.feedback import feedback_payload
 from streams.core.identity import (
     IDENTITY_TABLE,
-    identifier_name,
-    identity_key,
-    ordered_identifiers,
 )
 from streams.core.normalize import normalize
-from streams.core.outputs import DUMPS_OPTIONS, dump_event, dump_outcome
+from streams.core.outputs import DUMPS_OPTIONS
+from streams.core.prefetch import dedup_digests, state_keys
 from streams.core.records import (
-    IDENTIFIER_PRECEDENCE,
     Dialect,
     Event,
     Outcome,
     OutcomeKind,
     RawRecord,
-    RecordKind,
     Source,
     SourceKind,
     make_event_id,
 )
 from streams.core.settings import AccountSettings
-from streams.core.status import UploadCounts, final_status
+from streams.core.status import UploadCounts, counts_dict, counts_from, final_status
 from streams.core.timeparse import to_iso
+from streams.core.trigger import default_trigger
+from streams.core.upload import (
+    FatalUpload,
+    FileReader,
+    Item,
+    MemberFailure,
+    PlanWarning,
+    UploadNotes,
+    UploadRow,
+)
 from streams.embedded.schema import connect
 from streams.embedded.sinks import OutputFiles
 from streams.embedded.store import SqliteStateStore
@@ -71,60 +78,30 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def _top_identifier(event: Event) -> tuple[str, str]:
-    """The record's highest-precedence identifier (`ordered_identifiers(event)[0]`)."""
-    identifiers = event.identifiers
-    for namespace in IDENTIFIER_PRECEDENCE:
-        value = identifiers.get(namespace)
-        if value is not None:
-            return namespace, value
-    return ordered_identifiers(event)[0]
-
-
 _ACCEPTED = OutcomeKind.ACCEPTED
 _DUPLICATE = OutcomeKind.DUPLICATE
 _REJECTED = OutcomeKind.REJECTED
-_EVENT_KIND = RecordKind.EVENT
 
 
-@dataclass(slots=True)
-class UploadRow:
-    """The ledger row the engine needs to (re)open an upload."""
+class _BatchSink:
+    """The output files' side of `route_outcome` for one decision batch: accepted and
+    trigger lines are gathered and written as one block each; dead letters go straight
+    to the pending output."""
 
-    upload_id: str
-    account: str
-    filename: str
-    kind: SourceKind
-    dialect: Dialect | None
-    path: str | None
-    trigger: bool | None
-    received_at: datetime
+    __slots__ = ("accepted", "outputs", "triggers")
 
+    def __init__(self, outputs: OutputFiles) -> None:
+        self.outputs = outputs
+        self.accepted: list[bytes] = []
+        self.triggers: list[bytes] = []
 
-@dataclass(slots=True, frozen=True)
-class MemberFailure:
-    """One member of an archive failed as a whole; the rest of the upload proceeds."""
-
-    member: str
-    rejection: Rejection
-
-
-@dataclass(slots=True, frozen=True)
-class PlanWarning:
-    text: str
-
-
-class FatalUpload(Exception):
-    """The whole upload is refused (unsafe archive, bad manifest, unsupported format)."""
-
-    def __init__(self, rejection: Rejection) -> None:
-        super().__init__(rejection.message)
-        self.rejection = rejection
-
-
-# A reader yields, in processing order: (member index, record), member failures, warnings.
-Item = tuple[int, RawRecord] | MemberFailure | PlanWarning
-FileReader = Callable[[UploadRow], Iterator[Item]]
+    def emit(self, output: Output, line: bytes, outcome: Outcome) -> None:
+        if output is Output.ACCEPTED:
+            self.accepted.append(line)
+        elif output is Output.TRIGGERS:
+            self.triggers.append(line)
+        else:
+            self.outputs.add(output.value, line)
 
 
 @dataclass(slots=True)
@@ -147,25 +124,6 @@ class _Batch:
 
 def _json(value: Any) -> str:
     return orjson.dumps(value).decode()
-
-
-def counts_dict(counts: UploadCounts) -> dict[str, Any]:
-    return {
-        "records": counts.records,
-        "accepted": counts.accepted,
-        "duplicate": counts.duplicate,
-        "rejected": counts.rejected,
-        "triggered": counts.triggered,
-        "by_code": dict(counts.by_code),
-    }
-
-
-def counts_from(data: dict[str, Any]) -> UploadCounts:
-    counts = UploadCounts()
-    for name in ("records", "accepted", "duplicate", "rejected", "triggered"):
-        setattr(counts, name, int(data.get(name, 0)))
-    counts.by_code.update(data.get("by_code", {}))
-    return counts
 
 
 class DataDirInUse(RuntimeError):
@@ -288,7 +246,7 @@ class Engine:
                     datetime.fromisoformat(data["received_at"]),
                     data["payload"].encode("utf-8", "surrogateescape"),
                     path_identifier=data.get("path_identifier"),
-                    trigger=bool(data.get("trigger", True)),
+                    trigger=bool(data.get("trigger", default_trigger(row.kind))),
                 ),
             )
 
@@ -300,6 +258,7 @@ class Engine:
         counts: UploadCounts = extra["counts"]
         warnings: list[str] = extra["warnings"]
         failed: list[str] = extra["failed"]
+        notes = UploadNotes(warnings, failed)
         done_member, done_line = extra["position"]
         progress = self.progress.setdefault(upload_id, Progress())
         progress.read = progress.decided = counts.records
@@ -322,16 +281,8 @@ class Engine:
             for item in reader:
                 if type(item) is tuple:
                     member_index, raw = item
-                elif isinstance(item, PlanWarning):
-                    if item.text not in warnings:
-                        warnings.append(item.text)
-                    continue
-                elif isinstance(item, MemberFailure):
-                    if item.member not in failed:
-                        failed.append(item.member)
-                        # The reader's message names the member already.
-                        warnings.append(f"{item.rejection.code}: {item.rejection.message}")
-                        counts.failed_members += 1
+                elif isinstance(item, PlanWarning | MemberFailure):
+                    notes.note(item)
                     continue
                 else:
                     member_index, raw = item
@@ -405,8 +356,9 @@ class Engine:
         results = [normalize(raw) for raw in records]
         self._prefetch(results, settings)
         outputs = self.outputs
-        accepted_lines: list[bytes] = []
-        trigger_lines: list[bytes] = []
+        sink = _BatchSink(outputs)
+        accepted_lines, trigger_lines = sink.accepted, sink.triggers
+        route = route_outcome
         accepted = duplicate = triggered = 0
         for raw, result in zip(records, results, strict=True):
             outcome: Outcome
@@ -422,11 +374,8 @@ class Engine:
                 kind = outcome.kind
                 if kind is _ACCEPTED:
                     accepted += 1
-                    line = dump_event(result)
-                    accepted_lines.append(line)
-                    if result.triggered:
-                        triggered += 1
-                        trigger_lines.append(line)
+                    triggered += result.triggered
+                    route(outcome, sink)
                     continue
                 if kind is _DUPLICATE:
                     duplicate += 1
@@ -437,6 +386,7 @@ class Engine:
                     _REJECTED, make_event_id(raw.source), raw.source, rejection=result,
                     raw=raw.payload, received_at=raw.received_at,
                 )  # fmt: skip
+            route(outcome, sink)
             self._reject(raw, outcome, batch, counts, headers)
         counts.records += accepted + duplicate
         counts.accepted += accepted
@@ -454,53 +404,16 @@ class Engine:
         outputs.write_pending(sync=False)
 
     def _prefetch(self, results: list[Event | Rejection], settings: AccountSettings) -> None:
-        """Loads every state key the batch's decisions will read, one query per table.
-
-        Keys not found are remembered as absent, so deciding the batch reads no row one
-        at a time. The dedup digests depend on the profile, predicted from the prefetched
-        links; a digest mispredicted (a link made earlier in the batch) is read on its own
-        when decided.
-        """
+        """Loads every state key the batch's decisions will read (`core/prefetch.py`), one
+        query per table; keys not found are remembered as absent, so deciding the batch
+        reads no row one at a time."""
         store = self.store
         events = [result for result in results if type(result) is Event]
-        identity: list[str] = []
-        types: list[str] = []
-        accounts: set[str] = set()
-        for event in events:
-            account = event.account
-            for namespace, value in event.identifiers.items():
-                identity.append(identity_key(account, namespace, value))
-            if event.alias:
-                for namespace, value in event.alias.items():
-                    identity.append(identity_key(account, namespace, value))
-            if event.kind is _EVENT_KIND and event.name is not None:
-                types.append(type_key(account, event.name))
-                accounts.add(account)
-        store.prefetch(IDENTITY_TABLE, identity)
-        store.prefetch(CATALOG_PROPS_TABLE, types)
-        store.prefetch(CATALOG_TYPES_TABLE, accounts)
-        digests: list[str] = []
-        unborn: list[str] = []  # digests of profiles that do not exist yet
-        get = store.get
-        for event in events:
-            if event.idempotency_key is None and not settings.dedup_fingerprint:
-                continue  # no dedup key (see dedup_key)
-            key = dedup_key(event, settings)
-            identifiers = event.identifiers
-            if key is None or not identifiers:
-                continue
-            namespace, value = _top_identifier(event)
-            link = get(IDENTITY_TABLE, identity_key(event.account, namespace, value))
-            if link is None:
-                # No link from the top identifier: the record makes a new profile named
-                # after it. A dedup key is only ever written for a profile a record
-                # resolved to, a profile is only ever made with its identifier's link
-                # (`resolve_links`), and links are never deleted: so no dedup key of this
-                # profile exists, and none is looked up (every first record of a user).
-                unborn.append(dedup_digest(event.account, identifier_name(namespace, value), key))
-                continue
-            profile = link if isinstance(link, str) else identifier_name(namespace, value)
-            digests.append(dedup_digest(event.account, profile, key))
+        keys = state_keys(events)
+        store.prefetch(IDENTITY_TABLE, keys.identity)
+        store.prefetch(CATALOG_PROPS_TABLE, keys.types)
+        store.prefetch(CATALOG_TYPES_TABLE, keys.accounts)
+        digests, unborn = dedup_digests(events, settings, store.get)
         store.prefetch(DEDUP_TABLE, digests)
         store.know_absent(DEDUP_TABLE, unborn)
 
@@ -516,7 +429,6 @@ class Engine:
         counts.count(outcome.kind, outcome.code, bool(event and event.triggered))
         if outcome.kind is not OutcomeKind.REJECTED or outcome.rejection is None:
             return
-        self.outputs.add("deadletter", dump_outcome(outcome))
         member = raw.source.member or raw.source.file
         if raw.fields is not None:
             headers[member] = tuple(raw.fields)

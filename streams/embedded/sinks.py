@@ -67,10 +67,6 @@ class OutputFiles:
             self._unsynced.clear()
         return dict(self.offsets)
 
-    def discard_pending(self) -> None:
-        for lines in self._pending.values():
-            lines.clear()
-
     def close(self) -> None:
         for handle in self._files.values():
             handle.close()

@@ -19,17 +19,17 @@ from typing import Any
 
 import orjson
 
+from connectors.files.reader import read_upload
 from connectors.ports import FileUpload
 from streams.agents import outcome_records
 from streams.core.identity import IDENTITY_TABLE, identity_key, ordered_identifiers
 from streams.core.normalize import normalize
 from streams.core.records import Dialect, SourceKind, make_event_id
 from streams.core.settings import SettingsRegistry
-from streams.embedded.engine import UploadRow
+from streams.core.upload import UploadRow
 from streams.embedded.runtime import EmbeddedRuntime
 from streams.embedded.schema import connect
 from streams.embedded.store import SqliteStateStore
-from tidegate.files import read_upload
 from tidegate.kafka_import import new_producer, produce_upload, wait_statuses
 
 REPO = Path(__file__).resolve().parents[2]

@@ -11,10 +11,10 @@ from typing import Any
 import orjson
 import pytest
 
+from connectors.files.reader import read_upload
 from connectors.ports import FileUpload, UploadView
 from streams.core.settings import SettingsRegistry
 from streams.embedded.runtime import EmbeddedRuntime
-from tidegate.files import read_upload
 
 UPLOADS = Path(__file__).parent.parent / "fixtures" / "uploads"
 NOW = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
@@ -286,3 +286,43 @@ async def test_first_records_of_new_users_read_no_dedup_state(runtime: EmbeddedR
     view = await submit(runtime, UPLOADS / "links_second.jsonl")  # user 42 is known
     assert view.counts["duplicate"] == 1
     assert reads != []
+
+
+async def test_upload_shows_the_manifest_trigger_and_names_a_failed_member_once(
+    runtime: EmbeddedRuntime, tmp_path: Path
+) -> None:
+    """The embedded twin of the Kafka test of the same name (test_kafka_ingest.py)."""
+    import zipfile
+
+    archive = tmp_path / "drop.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr(
+            "manifest.json",
+            b'{"contents": [{"filename": "a.jsonl"}, {"filename": "README.md"}], "trigger": true}',
+        )
+        z.writestr("a.jsonl", (UPLOADS / "links_first.jsonl").read_bytes())
+        z.writestr("README.md", b"# what is in this drop\n")
+    view = await submit(runtime, archive)
+    assert view.trigger is True
+    assert view.status == "warning", view
+    [warning] = view.warnings
+    assert warning.count("README.md") == 1, warning
+    assert warning.startswith("unsupported_format: "), warning
+
+
+async def test_archive_member_not_of_the_dialects_file_type_fails_as_a_whole(
+    runtime: EmbeddedRuntime, tmp_path: Path
+) -> None:
+    """A notes.txt beside a Zeta drop's .jsonl files fails as a whole: the upload is
+    warning, not partial with a line of invalid_json per line of the notes."""
+    import zipfile
+
+    archive = tmp_path / "zeta.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("a.jsonl", (UPLOADS / "links_first.jsonl").read_bytes())
+        z.writestr("notes.txt", b"exported by the nightly job\nsee the wiki\n")
+    view = await submit(runtime, archive)
+    assert view.status == "warning", view
+    assert view.counts["rejected"] == 0, view
+    [warning] = view.warnings
+    assert warning.startswith("unsupported_format: member notes.txt"), warning

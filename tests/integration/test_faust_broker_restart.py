@@ -20,6 +20,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from connectors.files.reader import read_upload
 from streams import topics as T
 from streams.agents import outcome_records
 from streams.core.records import make_event_id
@@ -34,7 +35,6 @@ from tests.integration.faust_helpers import (
     read_topic,
     row_of,
 )
-from tidegate.files import read_upload
 from tidegate.kafka_import import wait_statuses
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]

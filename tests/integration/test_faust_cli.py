@@ -167,7 +167,7 @@ def test_import_via_broker_resumes_an_unfinished_upload_of_the_name(
     from datetime import UTC, datetime
 
     from streams.core.records import SourceKind
-    from streams.embedded.engine import UploadRow
+    from streams.core.upload import UploadRow
     from tidegate.kafka_import import new_producer, write_claim
 
     path = tmp_path / "april.jsonl"

@@ -8,13 +8,15 @@ import pytest
 
 from connectors.ports import FileUpload
 from streams.core.records import SourceKind
-from streams.embedded.engine import UploadRow
+from streams.core.upload import UploadRow
 from streams.embedded.ledger import Ledger
 from tests.integration.faust_helpers import NOW, PARTITIONS, _lines, _ts
 from tidegate.kafka_connectors import KafkaIngest
 from tidegate.kafka_import import find_claim, new_producer, write_claim
 
 pytestmark = [pytest.mark.kafka]
+
+UPLOADS = Path(__file__).resolve().parents[1] / "fixtures" / "uploads"
 
 IMPORTED = "11111111-2222-4333-8444-666666666666"
 
@@ -59,3 +61,72 @@ async def test_filename_claimed_by_an_import_is_refused(
         assert view is not None and view.status == "processing", view
     finally:
         await ledger.close()
+
+
+MANIFEST_TRIGGER = (
+    b'{"contents": [{"filename": "a.jsonl"}, {"filename": "README.md"}], "trigger": true}'
+)
+
+
+def _drop_with_manifest_and_readme(path: Path) -> Path:
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("manifest.json", MANIFEST_TRIGGER)
+        z.writestr("a.jsonl", (UPLOADS / "links_first.jsonl").read_bytes())
+        z.writestr("README.md", b"# what is in this drop\n")
+    return path
+
+
+async def test_kafka_upload_shows_the_manifest_trigger_and_names_a_failed_member_once(
+    kafka_bootstrap: str, tmp_path: Path, prefix: str
+) -> None:
+    """The announcement (the upload's row on the Kafka path) carries the manifest's
+    "trigger": true, as the embedded runtime's row does; a failed member is named once in
+    the warnings (before: "README.md: unsupported_format: member README.md: ...")."""
+    from streams import topics as T
+    from tidegate.kafka_import import produce_upload
+
+    archive = _drop_with_manifest_and_readme(tmp_path / "drop.zip")
+    row = UploadRow(IMPORTED, "acme", "drop.zip", SourceKind.FILE, None, str(archive), None, NOW)
+    await T.ensure_topics(kafka_bootstrap, PARTITIONS)
+    producer = new_producer(kafka_bootstrap)
+    await producer.start()
+    try:
+        announcement = await produce_upload(producer, row)
+    finally:
+        await producer.stop()
+    assert announcement["trigger"] is True, announcement
+    assert announcement["failed_members"] == 1, announcement
+    [warning] = announcement["warnings"]
+    assert warning.count("README.md") == 1, warning
+    assert warning.startswith("unsupported_format: "), warning
+
+
+async def test_kafka_archive_member_not_of_the_dialects_file_type_fails_as_a_whole(
+    kafka_bootstrap: str, tmp_path: Path, prefix: str
+) -> None:
+    """A notes.txt beside a Zeta drop's .jsonl files is not data: the member fails as a
+    whole (unsupported_format, named in the warnings), none of its lines is produced."""
+    import zipfile
+
+    from streams import topics as T
+    from tidegate.kafka_import import produce_upload
+
+    archive = tmp_path / "zeta.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("a.jsonl", (UPLOADS / "links_first.jsonl").read_bytes())
+        z.writestr("notes.txt", b"exported by the nightly job\nsee the wiki\n")
+    row = UploadRow(IMPORTED, "acme", "zeta.zip", SourceKind.FILE, None, str(archive), None, NOW)
+    await T.ensure_topics(kafka_bootstrap, PARTITIONS)
+    producer = new_producer(kafka_bootstrap)
+    await producer.start()
+    try:
+        announcement = await produce_upload(producer, row)
+    finally:
+        await producer.stop()
+    lines = (UPLOADS / "links_first.jsonl").read_bytes().strip().splitlines()
+    assert announcement["total"] == len(lines), announcement
+    assert announcement["failed_members"] == 1, announcement
+    [warning] = announcement["warnings"]
+    assert warning.startswith("unsupported_format: member notes.txt"), warning

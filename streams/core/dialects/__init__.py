@@ -23,6 +23,23 @@ JSON_ADAPTERS: dict[Dialect, JsonAdapter] = {
 
 JSON_LINE_EXTENSIONS = (".jsonl", ".ndjson", ".json", ".txt")
 
+# The file types each dialect's data files come in. Inside an archive a member of another
+# type (a notes.txt or README.md beside the .jsonl files of a Zeta drop, an .xlsx in a Vero
+# zip) is not data: it fails as a whole (Zeta: "each data file is a .jsonl file").
+DATA_FILE_EXTENSIONS: dict[Dialect, tuple[str, ...]] = {
+    Dialect.ZETA: (".jsonl", ".ndjson", ".json"),
+    Dialect.VERO: (".csv",),
+    Dialect.KISSMETRICS: (".json", ".jsonl", ".ndjson", ".txt"),
+    Dialect.NAXAI: (".json", ".jsonl", ".ndjson"),
+    Dialect.CLEVERTAP: (".json", ".jsonl", ".ndjson"),
+    Dialect.CANONICAL: (".json", ".jsonl", ".ndjson"),
+}
+
+
+def is_data_file(dialect: Dialect, filename: str) -> bool:
+    """Is `filename` of one of the file types `dialect`'s data files come in?"""
+    return filename.lower().endswith(DATA_FILE_EXTENSIONS[dialect])
+
 
 def _dialect_of_object(obj: dict[str, Any]) -> Dialect | None:
     if "d" in obj and isinstance(obj["d"], list):

@@ -13,12 +13,6 @@ from hypothesis import strategies as st
 
 from streams.core.decide import decide
 from streams.core.identifiers import BLOCKED_VALUES, clean_identifier, identifier_text
-from streams.core.identity import (
-    IDENTITY_TABLE,
-    apply_identity_plan,
-    plan_identity,
-    resolve_links,
-)
 from streams.core.outputs import DUMPS_OPTIONS, dump_event
 from streams.core.records import (
     EVENT_ID_NAMESPACE,
@@ -110,33 +104,6 @@ def test_clean_identifier_fast_path(value: str) -> None:
         assert clean_identifier(namespace, f"  {value.upper()} ") == clean_identifier(
             namespace, value.upper()
         )
-
-
-def test_resolve_links_matches_plan_and_apply() -> None:
-    events = [
-        make_event(user_id="1", email="a@x.com"),
-        make_event(user_id="2", email="a@x.com"),
-        make_event(email="a@x.com", identifiers={"phone": "+1", "fbid": "f"}),
-        make_event(identifiers={"custom": "c", "gpid": "g"}),
-        make_event(kind=RecordKind.ALIAS, user_id="3", alias={"email": "b@x.com"}),
-    ]
-    planned, resolved = MemoryStore(), MemoryStore()
-    # A stored value that is not a link (not a string) is reported, never overwritten.
-    for store in (planned, resolved):
-        store.put(IDENTITY_TABLE, "acme\x1fphone:+1", 5)
-    for event in events:
-        lookups = planned.tables.get(IDENTITY_TABLE, {})
-        plan = plan_identity(
-            event, lambda key, t=lookups: t.get(key) if isinstance(t.get(key), str) else None
-        )
-        result = apply_identity_plan(plan, planned)
-        assert resolve_links(event, resolved) == (
-            result.profile_id,
-            result.links_made,
-            result.conflicts,
-            result.new_profile,
-        )
-    assert planned.tables == resolved.tables
 
 
 def test_decide_in_place_gives_the_same_outcome_on_the_given_event() -> None:

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
-from streams.core.identity import (
-    IDENTITY_TABLE,
-    IdentityConflict,
-    identity_key,
-    identity_keys,
-    lookup_from,
-    plan_identity,
-    resolve_identity,
-)
-from streams.core.records import RecordKind
+from typing import NamedTuple
+
+from streams.core.identity import IDENTITY_TABLE, IdentityConflict, identity_key, resolve_links
+from streams.core.records import Event, RecordKind
 from streams.core.state import MemoryStore
 from tests.unit.core.factories import make_event
+
+
+class Resolved(NamedTuple):
+    profile_id: str
+    links_made: list[tuple[str, str]]
+    conflicts: list[IdentityConflict]
+    new_profile: bool
+
+
+def resolve_identity(event: Event, store: MemoryStore) -> Resolved:
+    return Resolved(*resolve_links(event, store))
 
 
 def test_never_seen_identifier_makes_a_new_profile() -> None:
@@ -130,16 +135,3 @@ def test_links_never_chain_more_than_one_hop() -> None:
     assert store.get(IDENTITY_TABLE, identity_key("acme", "gpid", "g")) == "user_id:42"
     for _key, value in store.items(IDENTITY_TABLE):
         assert store.get(IDENTITY_TABLE, identity_key("acme", *value.split(":", 1))) == value
-
-
-def test_plan_is_pure_and_matches_resolve() -> None:
-    store = MemoryStore()
-    resolve_identity(make_event(user_id="42", email="a@x.com"), store)
-    event = make_event(email="a@x.com", identifiers={"phone": "+1555"})
-    before = {k: v for k, v in store.items(IDENTITY_TABLE)}
-    prefetched = {k: before[k] for k in identity_keys(event) if k in before}
-    plan = plan_identity(event, lookup_from(prefetched))
-    assert dict(store.items(IDENTITY_TABLE)) == before  # planning writes nothing
-    assert plan.profile_id == "user_id:42"
-    assert plan.links_to_make == [(identity_key("acme", "phone", "+1555"), "user_id:42")]
-    assert resolve_identity(event, store).links_made == plan.links_to_make

@@ -8,7 +8,7 @@ from streams.core.decide import decide
 from streams.core.records import RecordKind, SourceKind
 from streams.core.settings import AccountSettings
 from streams.core.state import MemoryStore
-from streams.core.trigger import is_trigger_eligible, why_not_triggered
+from streams.core.trigger import default_trigger, is_trigger_eligible
 from tests.unit.core.factories import T0, make_event
 
 DEFAULT = AccountSettings()
@@ -36,9 +36,6 @@ def test_event_older_than_24h_never_triggers() -> None:
     event = make_event(timestamp=T0)
     assert is_trigger_eligible(event, T0 + 24 * H, DEFAULT)
     assert not is_trigger_eligible(event, T0 + 24 * H + timedelta(seconds=1), DEFAULT)
-    assert why_not_triggered(event, T0 + 25 * H, DEFAULT) == (
-        "decided more than 24 hours after its timestamp"
-    )
 
 
 def test_future_event_never_triggers() -> None:
@@ -67,3 +64,9 @@ def test_only_accepted_events_trigger() -> None:
     dup = decide(make_event(idempotency_key="k"), store, T0 + H, DEFAULT)
     assert first is not None and first.triggered
     assert dup is not None and dup.outcome.kind == "duplicate" and not dup.triggered
+
+
+def test_trigger_default_by_source_kind() -> None:
+    # real-time sources trigger unless they say no; a file import is passive unless it opts in
+    assert default_trigger(SourceKind.API) and default_trigger(SourceKind.KAFKA)
+    assert not default_trigger(SourceKind.FILE)

@@ -1,4 +1,4 @@
-"""Adapts the streaming file readers in connectors/files to the runtimes' item stream."""
+"""An upload read as the item stream of the upload contract (streams/core/upload.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from pathlib import Path
 from connectors.files.errors import MemberFailed, UploadRefused
 from connectors.files.upload import iter_member_records, open_upload
 from streams.core.errors import ErrorCode, Rejection, Stage
-from streams.embedded.engine import FatalUpload, Item, MemberFailure, PlanWarning, UploadRow
+from streams.core.trigger import default_trigger
+from streams.core.upload import FatalUpload, Item, MemberFailure, PlanWarning, UploadRow
 
 
 def read_upload(row: UploadRow) -> Iterator[Item]:
@@ -22,7 +23,7 @@ def read_upload(row: UploadRow) -> Iterator[Item]:
             upload_id=row.upload_id,
             received_at=row.received_at,
             dialect=row.dialect,
-            trigger=bool(row.trigger),
+            trigger=default_trigger(row.kind) if row.trigger is None else row.trigger,
             filename=row.filename,
         )
     except UploadRefused as refused:
