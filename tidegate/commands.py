@@ -148,6 +148,7 @@ async def _uploads(args: argparse.Namespace) -> int:
             [
                 report_of(v)
                 | {
+                    "kind": v.kind,
                     "filename": v.filename,
                     "account": v.account,
                     "received_at": v.received_at,
@@ -158,26 +159,40 @@ async def _uploads(args: argparse.Namespace) -> int:
         )
         return 0
     from rich.console import Console
+
+    table = history_table(views)
+    Console().print(table)
+    return 0
+
+
+def history_table(views: list[UploadView]) -> Any:
+    """The history as a table that fits 80 columns: long names are cut (`--json` has them
+    whole), a refused file's status carries its code, times are UTC to the minute."""
     from rich.table import Table
 
-    table = Table(
-        "upload", "account", "file", "status", "records", "accepted", "dup", "rejected", "received"
-    )
+    table = Table(box=None, pad_edge=False, collapse_padding=True)
+    table.add_column("upload", no_wrap=True, min_width=8)
+    table.add_column("account", overflow="ellipsis", no_wrap=True, max_width=8)
+    table.add_column("file", overflow="ellipsis", no_wrap=True, max_width=18)
+    table.add_column("status", overflow="ellipsis", no_wrap=True, max_width=14)
+    for name in ("recs", "ok", "dup", "rej"):
+        table.add_column(name, justify="right", no_wrap=True, min_width=len(name))
+    table.add_column("received", no_wrap=True, min_width=11)
     for v in views:
         c = v.counts
+        status = f"{v.status} {v.fatal['code']}" if v.fatal else v.status
         table.add_row(
             v.upload_id[:8],
             v.account,
             v.filename,
-            v.status,
+            status,
             str(c.get("records", 0)),
             str(c.get("accepted", 0)),
             str(c.get("duplicate", 0)),
             str(c.get("rejected", 0)),
-            v.received_at,
+            (v.received_at or "")[5:16].replace("T", " "),
         )
-    Console().print(table)
-    return 0
+    return table
 
 
 def cmd_uploads(args: argparse.Namespace) -> int:
@@ -203,7 +218,9 @@ async def _upload(args: argparse.Namespace) -> int:
             feedback = await runtime.feedback(view.upload_id)
             if feedback is not None:
                 sys.stdout.buffer.write(feedback[1])
-            return 0
+                return 0
+            print(f"tidegate: {no_feedback_reason(view)}", file=sys.stderr)
+            return 1
     finally:
         await runtime.close_ledger()
     report = report_of(view) | {"filename": view.filename, "account": view.account}
@@ -212,6 +229,19 @@ async def _upload(args: argparse.Namespace) -> int:
     else:
         _print_summary({**report, "errors": []}, view.filename)
     return 0
+
+
+def no_feedback_reason(view: UploadView) -> str:
+    """Why an upload has no feedback file, in the words `upload --errors` prints."""
+    where = f"upload {view.upload_id[:8]} ({view.filename})"
+    if view.fatal:
+        return (
+            f"{where} was refused as a whole: {view.fatal['code']}: {view.fatal['message']}; "
+            "no record was read, so there is no feedback file"
+        )
+    if view.status in ("queued", "processing"):
+        return f"{where} is still {view.status}: the feedback file exists once it is finished"
+    return f"{where} has no rejected record ({view.status}): there is no feedback file"
 
 
 def cmd_upload(args: argparse.Namespace) -> int:
