@@ -86,6 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--data", type=Path, default=DEFAULT_DATA)
     u.add_argument("--errors", action="store_true", help="write the feedback file to stdout")
     u.add_argument("--json", action="store_true")
+
+    from tidegate.accounts_cli import add_parser as add_accounts_parser
+
+    add_accounts_parser(sub, DEFAULT_DATA)
     return parser
 
 
@@ -150,6 +154,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "worker": _lazy("tidegate.commands", "cmd_worker"),
         "uploads": _lazy("tidegate.commands", "cmd_uploads"),
         "upload": _lazy("tidegate.commands", "cmd_upload"),
+        "accounts": _lazy("tidegate.accounts_cli", "cmd_accounts"),
     }
     from streams.embedded.engine import DataDirInUse
 

@@ -11,13 +11,14 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from connectors.accounts import Account, Accounts, Credentials, ensure_demo_account, load_accounts
+from connectors.accounts_live import LiveAccounts
 from connectors.http.app import create_app
 from connectors.http.server import serve_http
 from connectors.ports import Ingest
 from connectors.sftp import start_sftp_server
 from connectors.watch import start_watch_folder
 from streams import topics as T
-from streams.core.settings import SettingsRegistry
+from streams.core.settings import AccountSettings, SettingsRegistry
 from streams.embedded.runtime import EmbeddedRuntime
 from tidegate.files import read_upload
 
@@ -29,6 +30,19 @@ def settings_of(accounts: Accounts) -> SettingsRegistry:
     return SettingsRegistry.from_mapping(
         {"accounts": {account.name: account.settings_mapping() for account in accounts}}
     )
+
+
+class LiveSettings:
+    """The rule settings `tidegate run` hands the runtime, swapped when the accounts change."""
+
+    def __init__(self, registry: SettingsRegistry) -> None:
+        self.registry = registry
+
+    def __call__(self, account: str) -> AccountSettings:
+        return self.registry.for_account(account)
+
+    def update(self, accounts: Accounts) -> None:
+        self.registry = settings_of(accounts)
 
 
 def accounts_path(config: Path | None, data: Path) -> Path:
@@ -50,9 +64,12 @@ async def run(args: argparse.Namespace) -> int:
         # the demo account's credentials are shown once, whichever runtime decides
         return await run_connectors_on_kafka(args, accounts, created)
 
-    runtime = EmbeddedRuntime(data, settings_of(accounts), read_upload)
+    settings = LiveSettings(settings_of(accounts))
+    runtime = EmbeddedRuntime(data, settings, read_upload)
     await runtime.start()
-    return await serve_connectors(args, accounts, runtime, runtime.stop, created=created)
+    return await serve_connectors(
+        args, accounts, runtime, runtime.stop, created=created, on_accounts=settings.update
+    )
 
 
 async def serve_connectors(
@@ -63,10 +80,15 @@ async def serve_connectors(
     *,
     created: tuple[Account, Credentials] | None = None,
     runtime_name: str = "embedded",
+    on_accounts: Callable[[Accounts], None] | None = None,
 ) -> int:
-    """Starts the SFTP drop, the watched folder and the HTTP API over `ingest` until a signal."""
+    """Starts the SFTP drop, the watched folder and the HTTP API over `ingest` until a signal.
+
+    The accounts file is re-read within a second of a change (`tidegate accounts`): every
+    part then serves the new accounts, without a restart."""
     data: Path = args.data
     config = accounts_path(args.config, data)
+    live = LiveAccounts(config, accounts)
     async with contextlib.AsyncExitStack() as stack:
         stack.push_async_callback(stop_ingest)
         sftp = await start_sftp_server(
@@ -82,8 +104,15 @@ async def serve_connectors(
         stack.callback(sftp.close)
         watch = await start_watch_folder(data / "watch", accounts, ingest, args.settle)
         stack.push_async_callback(watch.aclose)
-        http = await serve_http(create_app(ingest, accounts), args.host, args.http_port)
+        app = create_app(ingest, live)
+        http = await serve_http(app, args.host, args.http_port)
         stack.push_async_callback(http.close)
+        live.listeners += [sftp.update_accounts, watch.update_accounts]
+        live.listeners.append(lambda _accounts: app.state.tidegate.forget_credentials())
+        if on_accounts is not None:
+            live.listeners.append(on_accounts)
+        live.start()
+        stack.push_async_callback(live.aclose)
         _print_welcome(args, data, config, accounts, sftp.port, http.port, created, runtime_name)
 
         stop = asyncio.Event()
