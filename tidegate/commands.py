@@ -60,6 +60,14 @@ def print_refusal(refused: Rejection, name: str, *, as_json: bool) -> None:
 
 
 async def _import(args: argparse.Namespace) -> int:
+    from tidegate.local_api import RunningInstance
+
+    instance = await RunningInstance.find(args.data)
+    if instance is not None:  # `tidegate run` owns the data directory: submit through it
+        try:
+            return await _import_through(instance, args)
+        finally:
+            await instance.aclose()
     runtime = make_runtime(args.data, load_settings(args.config, args.data), args.now)
     await runtime.start()
     try:
@@ -84,19 +92,65 @@ async def _import(args: argparse.Namespace) -> int:
         view = await _wait_with_progress(runtime, upload_id, quiet=args.json)
     finally:
         await runtime.stop()
+    return print_import_report(view, path.name, runtime.outputs_dir, as_json=args.json)
+
+
+def print_import_report(view: UploadView, name: str, outputs: Path, *, as_json: bool) -> int:
+    """The import's report on stdout; returns its exit code."""
     report = report_of(view)
-    if args.json:
+    if as_json:
         _print_json(report)
     else:
-        _print_summary({**report, "errors": []}, path.name)
-        print(f"  outputs: {runtime.outputs_dir}")
+        _print_summary({**report, "errors": []}, name)
+        print(f"  outputs: {outputs}")
     if view.status == "fail" and view.fatal:
         return 2
     return 0 if view.status == "success" else 1
 
 
+async def _import_through(instance: Any, args: argparse.Namespace) -> int:
+    """`import` while `run` owns the data directory: the same report and exit code."""
+    from streams.core.errors import ErrorCode, Stage
+
+    path: Path = args.path.resolve()
+    answer = await instance.submit(path, args.account, args.dialect, args.trigger, args.now)
+    upload_id = answer["upload_id"]
+    if upload_id is None:
+        refused = answer["refused"]
+        rejection = Rejection(ErrorCode(refused["code"]), refused["message"], Stage.UPLOAD)
+        print_refusal(rejection, path.name, as_json=args.json)
+        return 2
+    decided = 0
+
+    async def poll() -> None:
+        nonlocal decided
+        while True:
+            view = await instance.get(upload_id)
+            decided = view.progress.get("decided", 0) if view else decided
+            await asyncio.sleep(0.5)
+
+    poller = asyncio.ensure_future(poll())
+    try:
+        waiter = asyncio.ensure_future(instance.wait(upload_id))
+        view = await _show_progress(waiter, lambda: decided, quiet=args.json)
+    finally:
+        poller.cancel()
+    outputs = (args.data / "out").resolve()
+    return print_import_report(view, path.name, outputs, as_json=args.json)
+
+
 async def _wait_with_progress(runtime: EmbeddedRuntime, upload_id: str, quiet: bool) -> UploadView:
-    waiter = asyncio.ensure_future(runtime.wait(upload_id))
+    def decided() -> int:
+        progress = runtime.engine.progress.get(upload_id)
+        return progress.decided if progress else 0
+
+    return await _show_progress(asyncio.ensure_future(runtime.wait(upload_id)), decided, quiet)
+
+
+async def _show_progress(
+    waiter: asyncio.Future[UploadView], decided: Any, quiet: bool
+) -> UploadView:
+    """Waits for `waiter`, showing `decided()` records on stderr (a bar on a terminal)."""
     if quiet:
         return await waiter
     # Plain progress lines this often when stderr is not a terminal (logs, CI).
@@ -117,14 +171,12 @@ async def _wait_with_progress(runtime: EmbeddedRuntime, upload_id: str, quiet: b
             task = bar.add_task("importing", total=None)
             while not waiter.done():
                 await asyncio.wait({waiter}, timeout=min(every, 0.2))
-                progress = runtime.engine.progress.get(upload_id)
-                bar.update(task, completed=progress.decided if progress else 0)
+                bar.update(task, completed=decided())
         return await waiter
     while not waiter.done():
         await asyncio.wait({waiter}, timeout=every)
-        progress = runtime.engine.progress.get(upload_id)
-        if progress and not waiter.done():
-            print(f"progress: {progress.decided} records decided", file=sys.stderr, flush=True)
+        if not waiter.done():
+            print(f"progress: {decided()} records decided", file=sys.stderr, flush=True)
     return await waiter
 
 

@@ -21,6 +21,7 @@ from streams import topics as T
 from streams.core.settings import AccountSettings, SettingsRegistry
 from streams.embedded.runtime import EmbeddedRuntime
 from tidegate.files import read_upload
+from tidegate.local_api import serve_local
 
 log = logging.getLogger("tidegate")
 
@@ -67,8 +68,14 @@ async def run(args: argparse.Namespace) -> int:
     settings = LiveSettings(settings_of(accounts))
     runtime = EmbeddedRuntime(data, settings, read_upload)
     await runtime.start()
+    local = await serve_local(runtime, data)  # `tidegate import` beside `run`
+
+    async def stop() -> None:
+        await local.close()
+        await runtime.stop()
+
     return await serve_connectors(
-        args, accounts, runtime, runtime.stop, created=created, on_accounts=settings.update
+        args, accounts, runtime, stop, created=created, on_accounts=settings.update
     )
 
 
