@@ -13,6 +13,7 @@ from pathlib import Path
 from connectors.accounts import Account, Accounts, Credentials, ensure_demo_account, load_accounts
 from connectors.accounts_live import LiveAccounts
 from connectors.http.app import create_app
+from connectors.ops_metrics import install as install_metrics
 from connectors.http.server import serve_http
 from connectors.ports import Ingest
 from connectors.sftp import start_sftp_server
@@ -120,6 +121,8 @@ async def serve_connectors(
             live.listeners.append(on_accounts)
         live.start()
         stack.push_async_callback(live.aclose)
+        _metrics, lag = install_metrics(app.state.tidegate.metrics.registry, ingest, sftp, watch)
+        stack.callback(lag.cancel)
         _print_welcome(args, data, config, accounts, sftp.port, http.port, created, runtime_name)
 
         stop = asyncio.Event()
