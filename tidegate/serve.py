@@ -13,8 +13,8 @@ from pathlib import Path
 from connectors.accounts import Account, Accounts, Credentials, ensure_demo_account, load_accounts
 from connectors.accounts_live import LiveAccounts
 from connectors.http.app import create_app
-from connectors.ops_metrics import install as install_metrics
 from connectors.http.server import serve_http
+from connectors.ops_metrics import install as install_metrics
 from connectors.ports import Ingest
 from connectors.sftp import start_sftp_server
 from connectors.watch import start_watch_folder
