@@ -22,6 +22,7 @@ from streams import topics as T
 from streams.core.settings import AccountSettings, SettingsRegistry
 from streams.embedded.runtime import EmbeddedRuntime
 from tidegate.files import read_upload
+from tidegate.first_file import first_file_lines
 from tidegate.local_api import serve_local
 
 log = logging.getLogger("tidegate")
@@ -173,8 +174,14 @@ def _print_welcome(
             f"  CleverTap X-CleverTap-Account-Id {account.clevertap_account_id or creds.account}"
             f"   X-CleverTap-Passcode {creds.passcode}",
             "",
-            "Send a first file:",
-            f"  echo 'put tests/fixtures/seeds/zeta_sample.jsonl events/' | sftp -P {sftp_port} {creds.username}@{host}",
-            f"  .venv/bin/tidegate uploads --data {data}",
+            *first_file_lines(
+                data=data,
+                host=host,
+                sftp_port=sftp_port,
+                http_port=http_port,
+                username=creds.username,
+                password=creds.password,
+                api_key=creds.api_key,
+            ),
         ]
     print("\n".join(lines), flush=True)
