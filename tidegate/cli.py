@@ -90,6 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
     from tidegate.accounts_cli import add_parser as add_accounts_parser
 
     add_accounts_parser(sub, DEFAULT_DATA)
+    from tidegate.replay import add_parser as add_replay_parser
+
+    add_replay_parser(sub, DEFAULT_DATA)
     return parser
 
 
@@ -155,6 +158,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "uploads": _lazy("tidegate.commands", "cmd_uploads"),
         "upload": _lazy("tidegate.commands", "cmd_upload"),
         "accounts": _lazy("tidegate.accounts_cli", "cmd_accounts"),
+        "replay": _lazy("tidegate.replay", "cmd_replay"),
     }
     from streams.embedded.engine import DataDirInUse
 
