@@ -83,3 +83,19 @@ def test_the_history_table_fits_80_columns(tmp_path: Path) -> None:
     assert len(lines) == 3  # the header and one line per upload: nothing wraps
     assert "fail duplicat" in lines[1]  # a refused file shows its code (cut to fit)
     assert history(data)[1]["filename"] == long.name  # --json keeps the whole name
+
+
+def test_a_tar_holding_only_a_folder_is_warning_no_records(tmp_path: Path) -> None:
+    import tarfile
+
+    folder = tmp_path / "only"
+    folder.mkdir()
+    archive = tmp_path / "folder.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(folder, arcname="only")
+    code, report = import_json(tmp_path / "data", archive)
+    assert (report["status"], report["warnings"], report["fatal"]) == (
+        "warning",
+        ["no records"],
+        None,
+    )
