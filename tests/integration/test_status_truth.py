@@ -93,7 +93,7 @@ def test_a_tar_holding_only_a_folder_is_warning_no_records(tmp_path: Path) -> No
     archive = tmp_path / "folder.tar.gz"
     with tarfile.open(archive, "w:gz") as tar:
         tar.add(folder, arcname="only")
-    code, report = import_json(tmp_path / "data", archive)
+    _code, report = import_json(tmp_path / "data", archive)
     assert (report["status"], report["warnings"], report["fatal"]) == (
         "warning",
         ["no records"],
