@@ -57,7 +57,9 @@ async def client(ingest: MemoryIngest) -> AsyncIterator[httpx.AsyncClient]:
         yield c
 
 
-async def test_seed_curl_body_is_received_not_yet_accepted(client: httpx.AsyncClient, ingest: MemoryIngest) -> None:
+async def test_seed_curl_body_is_received_not_yet_accepted(
+    client: httpx.AsyncClient, ingest: MemoryIngest
+) -> None:
     response = await client.post(
         "/people/contacts/42/events",
         headers={**AUTH, "content-type": "application/json"},
