@@ -40,7 +40,7 @@ import secrets
 import tempfile
 import threading
 import tomllib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,6 +54,9 @@ __all__ = [
     "ensure_demo_account",
     "hash_secret",
     "load_accounts",
+    "remove_account",
+    "rotate_credential",
+    "set_account",
     "verify_secret",
 ]
 
@@ -547,6 +550,7 @@ def add_account(
     file is replaced atomically and stays 0600. Returns the plain texts — the only time
     they exist.
     """
+    path = Path(path)  # a str path is fine too
     username = username or name
     if not ACCOUNT_NAME.match(name):
         raise AccountsConfigError(
@@ -580,6 +584,86 @@ def add_account(
         parse_accounts(tomllib.loads(text), path=path)  # the result must load
         _write_private(path, text)
     return creds
+
+
+#: Per-account settings `set_account` changes (`tidegate accounts set NAME KEY=VALUE`).
+SETTABLE = ("trigger_imports", "dedup_fingerprint", "dialect", *_SETTING_KEYS)
+#: Credentials `rotate_credential` replaces.
+ROTATABLE = ("password", "api_key", "passcode")
+
+
+def _edit(path: Path, name: str, change: Callable[[Any], None]) -> None:
+    """Applies `change` to the account's TOML table (comments and order kept), checks
+    the result loads, and replaces the file atomically (0600)."""
+    import tomlkit
+
+    path = Path(path)
+    with _file_lock:
+        if not path.exists():
+            raise AccountsConfigError(f"{path}: no accounts file")
+        doc = tomlkit.parse(path.read_text(encoding="utf-8"))
+        table = doc.get("accounts", {})
+        if name not in table:
+            raise AccountsConfigError(f"{path}: no account {name!r}")
+        change(table)
+        text = tomlkit.dumps(doc)
+        parse_accounts(tomllib.loads(text), path=path)  # the result must load
+        _write_private(path, text)
+
+
+def set_account(path: Path, name: str, key: str, value: str) -> Any:
+    """Sets one per-account setting from its command-line text; returns the typed value.
+    `dialect=` or a limit set to `default` removes the key (the default applies)."""
+    if key not in SETTABLE:
+        raise AccountsConfigError(f"{key!r} cannot be set; one of: {', '.join(SETTABLE)}")
+    typed: Any
+    if value == "default" and key not in ("trigger_imports", "dedup_fingerprint"):
+        typed = None
+    elif key in ("trigger_imports", "dedup_fingerprint"):
+        if value.lower() not in ("true", "false", "yes", "no", "on", "off", "1", "0"):
+            raise AccountsConfigError(f"{key} must be true or false, not {value!r}")
+        typed = value.lower() in ("true", "yes", "on", "1")
+    elif key == "dialect":
+        typed = value
+    else:
+        try:
+            typed = int(value)
+        except ValueError:
+            raise AccountsConfigError(f"{key} must be a whole number, not {value!r}") from None
+
+    def change(table: Any) -> None:
+        if typed is None:
+            table[name].pop(key, None)
+        else:
+            table[name][key] = typed
+
+    _edit(path, name, change)
+    return typed
+
+
+def rotate_credential(path: Path, name: str, which: str) -> str:
+    """Replaces one credential with a new random one; returns its plain text (shown once).
+    The old one stops working as soon as the file is read again."""
+    if which not in ROTATABLE:
+        raise AccountsConfigError(f"{which!r}: one of {', '.join(ROTATABLE)}")
+    fresh = _new_credentials(name, name)
+    plain = {"password": fresh.password, "api_key": fresh.api_key, "passcode": fresh.passcode}
+    secret = plain[which]
+
+    def change(table: Any) -> None:
+        table[name][which] = hash_secret(secret)
+
+    _edit(path, name, change)
+    return secret
+
+
+def remove_account(path: Path, name: str) -> None:
+    """Removes the account's table: its logins and keys stop working; its data stays."""
+
+    def change(table: Any) -> None:
+        del table[name]
+
+    _edit(path, name, change)
 
 
 def ensure_demo_account(path: Path) -> tuple[Account, Credentials] | None:

@@ -36,7 +36,7 @@ from streams.core.identity import IdentityConflict
 from streams.core.outputs import DUMPS_OPTIONS, deadletter, raw_text
 from streams.core.records import Outcome, OutcomeKind, RawRecord, make_event_id
 from streams.core.settings import AccountSettings
-from streams.core.status import UploadCounts, counts_dict, counts_from, final_status
+from streams.core.status import UploadCounts, counts_dict, counts_from, final_status, final_warnings
 from streams.core.timeparse import to_iso
 from streams.faust_store import UPLOADS_TABLE, FaustStore
 from streams.hops import Hop, HopError, decode_hop, encode_hop
@@ -334,7 +334,7 @@ def apply_upload_message(
         "finished_at": to_iso(now),
         "trigger": bool(state.get("trigger")),
         "counts": state["counts"],
-        "warnings": state.get("warnings") or [],
+        "warnings": final_warnings(counts, fatal, state.get("warnings") or []),
         "fatal": fatal_doc,
     }
     return state, doc

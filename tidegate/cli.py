@@ -84,6 +84,13 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--data", type=Path, default=DEFAULT_DATA)
     u.add_argument("--errors", action="store_true", help="write the feedback file to stdout")
     u.add_argument("--json", action="store_true")
+
+    from tidegate.accounts_cli import add_parser as add_accounts_parser
+
+    add_accounts_parser(sub, DEFAULT_DATA)
+    from tidegate.replay import add_parser as add_replay_parser
+
+    add_replay_parser(sub, DEFAULT_DATA)
     return parser
 
 
@@ -126,6 +133,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "worker": _lazy("tidegate.commands", "cmd_worker"),
         "uploads": _lazy("tidegate.commands", "cmd_uploads"),
         "upload": _lazy("tidegate.commands", "cmd_upload"),
+        "accounts": _lazy("tidegate.accounts_cli", "cmd_accounts"),
+        "replay": _lazy("tidegate.replay", "cmd_replay"),
     }
     from streams.embedded.engine import DataDirInUse
 

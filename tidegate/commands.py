@@ -8,9 +8,11 @@ import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from connectors.files.reader import read_upload
 from connectors.ports import FileUpload, UploadView
+from streams.core.errors import Rejection
 from streams.core.records import Dialect
 from streams.core.settings import SettingsRegistry
 from streams.embedded.runtime import EmbeddedRuntime
@@ -24,6 +26,14 @@ def make_runtime(data: Path, settings: SettingsRegistry, now: datetime | None) -
 
 
 async def _import(args: argparse.Namespace) -> int:
+    from tidegate.local_api import RunningInstance
+
+    instance = await RunningInstance.find(args.data)
+    if instance is not None:  # `tidegate run` owns the data directory: submit through it
+        try:
+            return await _import_through(instance, args)
+        finally:
+            await instance.aclose()
     runtime = make_runtime(args.data, load_settings(args.config, args.data), args.now)
     await runtime.start()
     try:
@@ -48,19 +58,65 @@ async def _import(args: argparse.Namespace) -> int:
         view = await _wait_with_progress(runtime, upload_id, quiet=args.json)
     finally:
         await runtime.stop()
+    return print_import_report(view, path.name, runtime.outputs_dir, as_json=args.json)
+
+
+def print_import_report(view: UploadView, name: str, outputs: Path, *, as_json: bool) -> int:
+    """The import's report on stdout; returns its exit code."""
     report = report_of(view)
-    if args.json:
+    if as_json:
         print_json(report)
     else:
-        print_summary({**report, "errors": []}, path.name)
-        print(f"  outputs: {runtime.outputs_dir}")
+        print_summary({**report, "errors": []}, name)
+        print(f"  outputs: {outputs}")
     if view.status == "fail" and view.fatal:
         return 2
     return 0 if view.status == "success" else 1
 
 
+async def _import_through(instance: Any, args: argparse.Namespace) -> int:
+    """`import` while `run` owns the data directory: the same report and exit code."""
+    from streams.core.errors import ErrorCode, Stage
+
+    path: Path = args.path.resolve()
+    answer = await instance.submit(path, args.account, args.dialect, args.trigger, args.now)
+    upload_id = answer["upload_id"]
+    if upload_id is None:
+        refused = answer["refused"]
+        rejection = Rejection(ErrorCode(refused["code"]), refused["message"], Stage.UPLOAD)
+        print_refusal(rejection, path.name, as_json=args.json)
+        return 2
+    decided = 0
+
+    async def poll() -> None:
+        nonlocal decided
+        while True:
+            view = await instance.get(upload_id)
+            decided = view.progress.get("decided", 0) if view else decided
+            await asyncio.sleep(0.5)
+
+    poller = asyncio.ensure_future(poll())
+    try:
+        waiter = asyncio.ensure_future(instance.wait(upload_id))
+        view = await _show_progress(waiter, lambda: decided, quiet=args.json)
+    finally:
+        poller.cancel()
+    outputs = (args.data / "out").resolve()
+    return print_import_report(view, path.name, outputs, as_json=args.json)
+
+
 async def _wait_with_progress(runtime: EmbeddedRuntime, upload_id: str, quiet: bool) -> UploadView:
-    waiter = asyncio.ensure_future(runtime.wait(upload_id))
+    def decided() -> int:
+        progress = runtime.engine.progress.get(upload_id)
+        return progress.decided if progress else 0
+
+    return await _show_progress(asyncio.ensure_future(runtime.wait(upload_id)), decided, quiet)
+
+
+async def _show_progress(
+    waiter: asyncio.Future[UploadView], decided: Any, quiet: bool
+) -> UploadView:
+    """Waits for `waiter`, showing `decided()` records on stderr (a bar on a terminal)."""
     if quiet:
         return await waiter
     # Plain progress lines this often when stderr is not a terminal (logs, CI).
@@ -81,14 +137,12 @@ async def _wait_with_progress(runtime: EmbeddedRuntime, upload_id: str, quiet: b
             task = bar.add_task("importing", total=None)
             while not waiter.done():
                 await asyncio.wait({waiter}, timeout=min(every, 0.2))
-                progress = runtime.engine.progress.get(upload_id)
-                bar.update(task, completed=progress.decided if progress else 0)
+                bar.update(task, completed=decided())
         return await waiter
     while not waiter.done():
         await asyncio.wait({waiter}, timeout=every)
-        progress = runtime.engine.progress.get(upload_id)
-        if progress and not waiter.done():
-            print(f"progress: {progress.decided} records decided", file=sys.stderr, flush=True)
+        if not waiter.done():
+            print(f"progress: {decided()} records decided", file=sys.stderr, flush=True)
     return await waiter
 
 
@@ -112,6 +166,7 @@ async def _uploads(args: argparse.Namespace) -> int:
             [
                 report_of(v)
                 | {
+                    "kind": v.kind,
                     "filename": v.filename,
                     "account": v.account,
                     "received_at": v.received_at,
@@ -122,26 +177,40 @@ async def _uploads(args: argparse.Namespace) -> int:
         )
         return 0
     from rich.console import Console
+
+    table = history_table(views)
+    Console().print(table)
+    return 0
+
+
+def history_table(views: list[UploadView]) -> Any:
+    """The history as a table that fits 80 columns: long names are cut (`--json` has them
+    whole), a refused file's status carries its code, times are UTC to the minute."""
     from rich.table import Table
 
-    table = Table(
-        "upload", "account", "file", "status", "records", "accepted", "dup", "rejected", "received"
-    )
+    table = Table(box=None, pad_edge=False, collapse_padding=True)
+    table.add_column("upload", no_wrap=True, min_width=8)
+    table.add_column("account", overflow="ellipsis", no_wrap=True, max_width=8)
+    table.add_column("file", overflow="ellipsis", no_wrap=True, max_width=18)
+    table.add_column("status", overflow="ellipsis", no_wrap=True, max_width=14)
+    for name in ("recs", "ok", "dup", "rej"):
+        table.add_column(name, justify="right", no_wrap=True, min_width=len(name))
+    table.add_column("received", no_wrap=True, min_width=11)
     for v in views:
         c = v.counts
+        status = f"{v.status} {v.fatal['code']}" if v.fatal else v.status
         table.add_row(
             v.upload_id[:8],
             v.account,
             v.filename,
-            v.status,
+            status,
             str(c.get("records", 0)),
             str(c.get("accepted", 0)),
             str(c.get("duplicate", 0)),
             str(c.get("rejected", 0)),
-            v.received_at,
+            (v.received_at or "")[5:16].replace("T", " "),
         )
-    Console().print(table)
-    return 0
+    return table
 
 
 def cmd_uploads(args: argparse.Namespace) -> int:
@@ -167,7 +236,9 @@ async def _upload(args: argparse.Namespace) -> int:
             feedback = await runtime.feedback(view.upload_id)
             if feedback is not None:
                 sys.stdout.buffer.write(feedback[1])
-            return 0
+                return 0
+            print(f"tidegate: {no_feedback_reason(view)}", file=sys.stderr)
+            return 1
     finally:
         await runtime.close_ledger()
     report = report_of(view) | {"filename": view.filename, "account": view.account}
@@ -176,6 +247,19 @@ async def _upload(args: argparse.Namespace) -> int:
     else:
         print_summary({**report, "errors": []}, view.filename)
     return 0
+
+
+def no_feedback_reason(view: UploadView) -> str:
+    """Why an upload has no feedback file, in the words `upload --errors` prints."""
+    where = f"upload {view.upload_id[:8]} ({view.filename})"
+    if view.fatal:
+        return (
+            f"{where} was refused as a whole: {view.fatal['code']}: {view.fatal['message']}; "
+            "no record was read, so there is no feedback file"
+        )
+    if view.status in ("queued", "processing"):
+        return f"{where} is still {view.status}: the feedback file exists once it is finished"
+    return f"{where} has no rejected record ({view.status}): there is no feedback file"
 
 
 def cmd_upload(args: argparse.Namespace) -> int:

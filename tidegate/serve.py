@@ -11,17 +11,35 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from connectors.accounts import Account, Accounts, Credentials, ensure_demo_account, load_accounts
+from connectors.accounts_live import LiveAccounts
 from connectors.files.reader import read_upload
 from connectors.http.app import create_app
 from connectors.http.server import serve_http
+from connectors.ops_metrics import install as install_metrics
 from connectors.ports import Ingest
 from connectors.sftp import start_sftp_server
 from connectors.watch import start_watch_folder
 from streams import topics as T
+from streams.core.settings import AccountSettings, SettingsRegistry
 from streams.embedded.runtime import EmbeddedRuntime
 from tidegate.account_settings import accounts_path, settings_of
+from tidegate.first_file import first_file_lines
+from tidegate.local_api import serve_local
 
 log = logging.getLogger("tidegate")
+
+
+class LiveSettings:
+    """The rule settings `tidegate run` hands the runtime, swapped when the accounts change."""
+
+    def __init__(self, registry: SettingsRegistry) -> None:
+        self.registry = registry
+
+    def __call__(self, account: str) -> AccountSettings:
+        return self.registry.for_account(account)
+
+    def update(self, accounts: Accounts) -> None:
+        self.registry = settings_of(accounts)
 
 
 async def run(args: argparse.Namespace) -> int:
@@ -39,9 +57,18 @@ async def run(args: argparse.Namespace) -> int:
         # the demo account's credentials are shown once, whichever runtime decides
         return await run_connectors_on_kafka(args, accounts, serve_connectors, created)
 
-    runtime = EmbeddedRuntime(data, settings_of(accounts), read_upload)
+    settings = LiveSettings(settings_of(accounts))
+    runtime = EmbeddedRuntime(data, settings, read_upload)
     await runtime.start()
-    return await serve_connectors(args, accounts, runtime, runtime.stop, created=created)
+    local = await serve_local(runtime, data)  # `tidegate import` beside `run`
+
+    async def stop() -> None:
+        await local.close()
+        await runtime.stop()
+
+    return await serve_connectors(
+        args, accounts, runtime, stop, created=created, on_accounts=settings.update
+    )
 
 
 async def serve_connectors(
@@ -52,10 +79,15 @@ async def serve_connectors(
     *,
     created: tuple[Account, Credentials] | None = None,
     runtime_name: str = "embedded",
+    on_accounts: Callable[[Accounts], None] | None = None,
 ) -> int:
-    """Starts the SFTP drop, the watched folder and the HTTP API over `ingest` until a signal."""
+    """Starts the SFTP drop, the watched folder and the HTTP API over `ingest` until a signal.
+
+    The accounts file is re-read within a second of a change (`tidegate accounts`): every
+    part then serves the new accounts, without a restart."""
     data: Path = args.data
     config = accounts_path(args.config, data)
+    live = LiveAccounts(config, accounts)
     async with contextlib.AsyncExitStack() as stack:
         stack.push_async_callback(stop_ingest)
         sftp = await start_sftp_server(
@@ -71,8 +103,17 @@ async def serve_connectors(
         stack.callback(sftp.close)
         watch = await start_watch_folder(data / "watch", accounts, ingest, args.settle)
         stack.push_async_callback(watch.aclose)
-        http = await serve_http(create_app(ingest, accounts), args.host, args.http_port)
+        app = create_app(ingest, live)
+        http = await serve_http(app, args.host, args.http_port)
         stack.push_async_callback(http.close)
+        live.listeners += [sftp.update_accounts, watch.update_accounts]
+        live.listeners.append(lambda _accounts: app.state.tidegate.forget_credentials())
+        if on_accounts is not None:
+            live.listeners.append(on_accounts)
+        live.start()
+        stack.push_async_callback(live.aclose)
+        _metrics, lag = install_metrics(app.state.tidegate.metrics.registry, ingest, sftp, watch)
+        stack.callback(lag.cancel)
         _print_welcome(args, data, config, accounts, sftp.port, http.port, created, runtime_name)
 
         stop = asyncio.Event()
@@ -123,8 +164,14 @@ def _print_welcome(
             f"  CleverTap X-CleverTap-Account-Id {account.clevertap_account_id or creds.account}"
             f"   X-CleverTap-Passcode {creds.passcode}",
             "",
-            "Send a first file:",
-            f"  echo 'put tests/fixtures/seeds/zeta_sample.jsonl events/' | sftp -P {sftp_port} {creds.username}@{host}",
-            f"  .venv/bin/tidegate uploads --data {data}",
+            *first_file_lines(
+                data=data,
+                host=host,
+                sftp_port=sftp_port,
+                http_port=http_port,
+                username=creds.username,
+                password=creds.password,
+                api_key=creds.api_key,
+            ),
         ]
     print("\n".join(lines), flush=True)

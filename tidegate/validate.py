@@ -14,7 +14,7 @@ from streams.core.errors import Rejection
 from streams.core.feedback import RejectedRow, feedback_file
 from streams.core.normalize import normalize, verdicts_only
 from streams.core.records import Dialect, OutcomeKind, RawRecord, SourceKind
-from streams.core.status import UploadCounts, final_status
+from streams.core.status import UploadCounts, final_status, final_warnings
 from streams.core.upload import FatalUpload, Item, MemberFailure, PlanWarning, UploadRow
 
 MAX_REPORTED_ERRORS = 1_000_000
@@ -53,7 +53,7 @@ class Report:
                 "rejected": self.counts.rejected,
             },
             "errors": self.errors,
-            "warnings": self.warnings,
+            "warnings": final_warnings(self.counts, self.fatal, self.warnings),
             "fatal": (
                 {"code": self.fatal.code.value, "message": self.fatal.message}
                 if self.fatal

@@ -12,8 +12,9 @@ from starlette.responses import Response
 
 from connectors.http import errors
 from connectors.http.context import UPLOAD_ID_HEADER, HttpContext, is_true, json_response, judge
+from connectors.http.decided import REJECTED, wait_decided, wait_seconds
 from connectors.http.errors import ApiError
-from streams.core.errors import Rejection, error_number
+from streams.core.errors import ErrorCode, Rejection, error_number
 from streams.core.records import Dialect, RawRecord, Source, SourceKind
 from streams.core.trigger import default_trigger
 
@@ -58,6 +59,7 @@ def build_records(
 async def upload(ctx: HttpContext, request: Request) -> Response:
     account = await ctx.authenticate(request, prefer="clevertap")
     dry_run = is_true(request.query_params.get("dryRun"))
+    wait = wait_seconds(request)
     batch = parse_batch(await ctx.read_body(request))
     ctx.check_batch(len(batch))
     ctx.check_rate(account, len(batch))
@@ -66,7 +68,8 @@ async def upload(ctx: HttpContext, request: Request) -> Response:
     records = build_records(account, upload_id, batch, ctx)
     unprocessed: list[dict[str, Any]] = []
     verdicts: Counter[str] = Counter()
-    for result, element in zip(await judge(records), batch, strict=True):
+    results = await judge(records)
+    for result, element in zip(results, batch, strict=True):
         if isinstance(result, Rejection):
             verdicts[result.code.value] += 1
             unprocessed.append(
@@ -81,15 +84,33 @@ async def upload(ctx: HttpContext, request: Request) -> Response:
             verdicts[""] += 1
 
     headers: dict[str, str] = {}
+    stored: str | None = None
     if dry_run:
         headers["X-Tidegate-Dry-Run"] = "1"
     elif records:
         receipt = await ctx.submit(account, FILE, records)
-        headers[UPLOAD_ID_HEADER] = receipt.upload_id or upload_id
+        stored = headers[UPLOAD_ID_HEADER] = receipt.upload_id or upload_id
         ctx.metrics.submitted.labels(API).inc(len(records))
     ctx.metrics.batch_size.labels(API).observe(len(records))
     ctx.metrics.count_records(API, verdicts, dry_run=dry_run)
 
+    if wait is not None and stored is not None:
+        # CleverTap's shape kept: a record rejected by a later rule (a limit) moves to
+        # `unprocessed`; accepted and duplicate records are both `processed`.
+        decided = await wait_decided(ctx.ingest, stored, results, wait)
+        headers["X-Tidegate-Decided"] = "1" if decided else "0"
+        for outcome, result, element in zip(
+            decided.outcomes if decided else [], results, batch, strict=False
+        ):
+            if outcome["status"] == REJECTED and not isinstance(result, Rejection):
+                unprocessed.append(
+                    {
+                        "status": "fail",
+                        "code": error_number(ErrorCode(outcome["code"])),
+                        "error": outcome["message"],
+                        "record": element,
+                    }
+                )
     processed = len(records) - len(unprocessed)
     if not unprocessed:
         status = "success"

@@ -183,6 +183,10 @@ class HttpContext:
                 return name
         return account_id
 
+    def forget_credentials(self) -> None:
+        """Drops remembered verifications: the accounts changed, a removed key fails now."""
+        self._verified.clear()
+
     async def _verify(self, kind: str, account: str, secret: str) -> bool:
         ttl = self.limits.auth_cache_seconds
         cache_key = (

@@ -12,6 +12,7 @@ from starlette.responses import Response
 
 from connectors.http import errors
 from connectors.http.context import UPLOAD_ID_HEADER, HttpContext, is_true, json_response, judge
+from connectors.http.decided import RECEIVED, REJECTED, wait_decided, wait_seconds
 from connectors.http.errors import ApiError
 from streams.core.errors import Rejection
 from streams.core.records import Dialect, Event, RawRecord, Source, SourceKind
@@ -26,6 +27,7 @@ async def events(ctx: HttpContext, request: Request) -> Response:
     account = await ctx.authenticate(request, prefer="bearer")
     identifier: str = request.path_params["identifier"]
     dry_run = is_true(request.query_params.get("dryRun"))
+    wait = wait_seconds(request)
     body = await ctx.read_body(request)
     try:
         document = orjson.loads(body)
@@ -65,48 +67,58 @@ async def events(ctx: HttpContext, request: Request) -> Response:
     )
 
     headers: dict[str, str] = {}
+    stored: str | None = None
     if dry_run:
         headers["X-Tidegate-Dry-Run"] = "1"
     elif records:
         # Rejected records are stored too: the runtime records every outcome (dead letter,
         # upload history, feedback file), the response tells the client at once.
         receipt = await ctx.submit(account, FILE, records)
-        headers[UPLOAD_ID_HEADER] = receipt.upload_id or upload_id
+        stored = headers[UPLOAD_ID_HEADER] = receipt.upload_id or upload_id
         ctx.metrics.submitted.labels(API).inc(len(records))
     ctx.metrics.batch_size.labels(API).observe(len(records))
     ctx.metrics.count_records(API, verdicts, dry_run=dry_run)
 
-    if single:
-        result = results[0]
-        if isinstance(result, Rejection):
-            return json_response(
-                {"code": result.code.value, "message": result.message}, 400, headers
-            )
-        return json_response({"status": "accepted", "event_id": result.event_id}, 202, headers)
-
+    # Until the runtime decides, a record that passed the stateless rules is `received`:
+    # it may still turn out a duplicate or break a limit. `?wait=N` waits for the decision.
     items: list[dict[str, Any]] = []
-    for index, result in enumerate(results):
+    for result in results:
         if isinstance(result, Rejection):
-            items.append(
-                {
-                    "index": index,
-                    "status": "rejected",
-                    "code": result.code.value,
-                    "message": result.message,
-                }
-            )
+            items.append({"status": REJECTED, "code": result.code.value, "message": result.message})
         else:
-            items.append({"index": index, "status": "accepted", "event_id": result.event_id})
-    rejected = verdicts.total() - verdicts[""]
-    accepted = len(results) - rejected
-    if rejected == 0:
-        status = "accepted"
-    elif accepted == 0:
-        status = "rejected"
-    else:
+            items.append({"status": RECEIVED, "event_id": result.event_id})
+    decided = False
+    if wait is not None and stored is not None:
+        outcome = await wait_decided(ctx.ingest, stored, results, wait)
+        if outcome is not None:
+            items, decided = outcome.outcomes, True
+
+    if single:
+        item = items[0]
+        if item["status"] == REJECTED:
+            # the error shape of every 400; the upload id is in the header
+            return json_response({"code": item["code"], "message": item["message"]}, 400, headers)
+        answer = {**item, "upload_id": stored, "decided": decided}
+        return json_response(answer, 200 if decided else 202, headers)
+
+    tally: Counter[str] = Counter(item["status"] for item in items)
+    rejected = tally[REJECTED]
+    if rejected == len(items):
+        status = REJECTED
+    elif rejected:
         status = "partial"
+    else:
+        status = RECEIVED if not decided else ("accepted" if tally["accepted"] else "decided")
     return json_response(
-        {"status": status, "accepted": accepted, "rejected": rejected, "events": items},
-        400 if status == "rejected" else 202,
+        {
+            "status": status,
+            "upload_id": stored,
+            "decided": decided,
+            "received": len(items) - rejected,
+            "rejected": rejected,
+            "counts": dict(tally),
+            "events": [{"index": index, **item} for index, item in enumerate(items)],
+        },
+        400 if status == REJECTED else (200 if decided else 202),
         headers,
     )

@@ -42,6 +42,17 @@ DRY_RUN = {
     "description": "`1`: validate through every stateless rule, store nothing",
     "schema": {"type": "string", "enum": ["0", "1", "true", "false"]},
 }
+WAIT = {
+    "name": "wait",
+    "in": "query",
+    "required": False,
+    "description": (
+        "Seconds (0 to 30; more is cut to 30) to wait for the runtime's decision: the "
+        "answer then holds each record's outcome (accepted, duplicate, rejected with its "
+        "code, triggered or not); if it is not decided in time, the answer says received"
+    ),
+    "schema": {"type": "number", "minimum": 0},
+}
 SECURITY: list[dict[str, list[str]]] = [
     {"clevertapAccountId": [], "clevertapPasscode": []},
     {"bearerKey": [], "tidegateAccount": []},
@@ -154,26 +165,49 @@ def build_openapi(limits: HttpLimits | None = None) -> dict[str, Any]:
         "NaxaiEvent": naxai_event,
         "NaxaiAccepted": {
             "type": "object",
+            "description": (
+                "`received` until decided; with `?wait=N` and decided in time: accepted "
+                "(with `triggered`) or duplicate"
+            ),
             "properties": {
-                "status": {"type": "string", "enum": ["accepted"]},
+                "status": {"type": "string", "enum": ["received", "accepted", "duplicate"]},
                 "event_id": {"type": "string"},
+                "upload_id": {"type": ["string", "null"]},
+                "decided": {"type": "boolean"},
+                "triggered": {"type": "boolean"},
             },
-            "required": ["status", "event_id"],
+            "required": ["status", "event_id", "upload_id", "decided"],
         },
         "NaxaiBatchResult": {
             "type": "object",
             "properties": {
-                "status": {"type": "string", "enum": ["accepted", "partial", "rejected"]},
-                "accepted": {"type": "integer", "minimum": 0},
+                "status": {
+                    "type": "string",
+                    "enum": ["received", "accepted", "decided", "partial", "rejected"],
+                },
+                "upload_id": {"type": ["string", "null"]},
+                "decided": {"type": "boolean"},
+                "received": {"type": "integer", "minimum": 0},
                 "rejected": {"type": "integer", "minimum": 0},
+                "counts": {"type": "object", "additionalProperties": {"type": "integer"}},
                 "events": {
                     "type": "array",
                     "items": {
                         "type": "object",
                         "properties": {
                             "index": {"type": "integer", "minimum": 0},
-                            "status": {"type": "string", "enum": ["accepted", "rejected"]},
+                            "status": {
+                                "type": "string",
+                                "enum": [
+                                    "received",
+                                    "accepted",
+                                    "duplicate",
+                                    "decided",
+                                    "rejected",
+                                ],
+                            },
                             "event_id": {"type": "string"},
+                            "triggered": {"type": "boolean"},
                             "code": {"type": "string"},
                             "message": {"type": "string"},
                         },
@@ -181,7 +215,7 @@ def build_openapi(limits: HttpLimits | None = None) -> dict[str, Any]:
                     },
                 },
             },
-            "required": ["status", "accepted", "rejected", "events"],
+            "required": ["status", "upload_id", "decided", "received", "rejected", "events"],
         },
         "Upload": {
             "type": "object",
@@ -233,7 +267,7 @@ def build_openapi(limits: HttpLimits | None = None) -> dict[str, Any]:
                     "rest are stored. The answer comes after the records are durably written."
                 ),
                 "security": SECURITY,
-                "parameters": [DRY_RUN],
+                "parameters": [DRY_RUN, WAIT],
                 "requestBody": {
                     "required": True,
                     "content": {
@@ -264,6 +298,7 @@ def build_openapi(limits: HttpLimits | None = None) -> dict[str, Any]:
                         "schema": {"type": "string", "minLength": 1},
                     },
                     DRY_RUN,
+                    WAIT,
                 ],
                 "requestBody": {
                     "required": True,
@@ -283,9 +318,14 @@ def build_openapi(limits: HttpLimits | None = None) -> dict[str, Any]:
                     },
                 },
                 "responses": {
+                    "200": _json(
+                        {"oneOf": [_ref("NaxaiAccepted"), _ref("NaxaiBatchResult")]},
+                        "Decided within `wait`: each event's outcome",
+                        UPLOAD_ID,
+                    ),
                     "202": _json(
                         {"oneOf": [_ref("NaxaiAccepted"), _ref("NaxaiBatchResult")]},
-                        "Accepted (one event), or per-event results (an array)",
+                        "Received (stored, not decided yet), or per-event results (an array)",
                         UPLOAD_ID,
                     ),
                     "400": _json(

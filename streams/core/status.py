@@ -14,7 +14,7 @@ from streams.core.records import OutcomeKind
 class UploadStatus(StrEnum):
     SUCCESS = "success"  # every record accepted (or a recognised duplicate)
     PARTIAL = "partial"  # some records rejected, the rest accepted
-    WARNING = "warning"  # a member of an archive failed as a whole; the rest proceeded
+    WARNING = "warning"  # a member of an archive failed as a whole, or there were no records
     FAIL = "fail"  # the upload was refused, or no record was accepted
 
 
@@ -41,15 +41,20 @@ class UploadCounts:
                 self.by_code[str(code)] += 1
 
 
+#: The warning of an upload that held no record (an empty file, an archive of folders).
+NO_RECORDS = "no records"
+
+
 def final_status(counts: UploadCounts, fatal: Rejection | None) -> UploadStatus:
-    """Fatal → fail; nothing got through → fail; a failed member → warning; rejects → partial."""
+    """Fatal → fail; nothing got through → fail; a failed member or no record → warning;
+    rejects → partial."""
     if fatal is not None:
         return UploadStatus.FAIL
     if counts.records and counts.accepted + counts.duplicate == 0:
         return UploadStatus.FAIL
     if not counts.records and counts.failed_members:
         return UploadStatus.FAIL  # every member failed
-    if counts.failed_members:
+    if counts.failed_members or not counts.records:
         return UploadStatus.WARNING
     if counts.rejected:
         return UploadStatus.PARTIAL
@@ -73,3 +78,11 @@ def counts_from(data: dict[str, Any]) -> UploadCounts:
         setattr(counts, name, int(data.get(name, 0)))
     counts.by_code.update(data.get("by_code", {}))
     return counts
+
+
+def final_warnings(counts: UploadCounts, fatal: Rejection | None, warnings: list[str]) -> list[str]:
+    """The upload's warnings plus the status's own note: an upload with no record says so."""
+    empty = fatal is None and not counts.records and not counts.failed_members
+    if empty and NO_RECORDS not in warnings:
+        return [*warnings, NO_RECORDS]
+    return list(warnings)

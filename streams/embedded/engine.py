@@ -38,7 +38,7 @@ from streams.core.records import (
     make_event_id,
 )
 from streams.core.settings import AccountSettings
-from streams.core.status import UploadCounts, counts_dict, counts_from, final_status
+from streams.core.status import UploadCounts, counts_dict, counts_from, final_status, final_warnings
 from streams.core.timeparse import to_iso
 from streams.core.trigger import default_trigger
 from streams.core.upload import (
@@ -502,6 +502,7 @@ class Engine:
     ) -> str:
         counts.failed_members = len(failed)
         status = final_status(counts, fatal)
+        warnings = final_warnings(counts, fatal, warnings)
         fatal_json = _json({"code": fatal.code.value, "message": fatal.message}) if fatal else None
         self.conn.execute("BEGIN IMMEDIATE")
         self.conn.execute(

@@ -30,6 +30,9 @@ _VIEW_COLUMNS = (
     "counts, warnings, fatal"
 )
 
+#: The kind of a history row that records a refused file (no record of it was read).
+REFUSED_KIND = "refused"
+
 Progress = Callable[[str], tuple[int, int] | None]
 
 
@@ -126,8 +129,32 @@ class Ledger:
                     to_iso(upload.received_at),
                 )
         except sqlite3.IntegrityError:
-            return Receipt(None, duplicate_filename(upload))
+            refused = duplicate_filename(upload)
+            await self.record_refusal(upload, upload_id, refused)
+            return Receipt(None, refused)
         return Receipt(upload_id)
+
+    async def record_refusal(self, upload: FileUpload, upload_id: str, refused: Rejection) -> None:
+        """Keeps a refused file in the history: status fail with its code, kind `refused`
+        (outside the one-name-per-account rule, which holds for accepted files only)."""
+        fatal = orjson.dumps({"code": refused.code.value, "message": refused.message}).decode()
+        async with self.transaction() as db:
+            await db.execute(
+                "INSERT INTO uploads (upload_id, seq, account, filename, kind, dialect, path, "
+                "trigger, status, received_at, finished_at, fatal) VALUES (?, "
+                "(SELECT COALESCE(MAX(seq), 0) + 1 FROM uploads), ?, ?, ?, ?, NULL, ?, 'fail', ?, ?, ?)",
+                (
+                    upload_id,
+                    upload.account,
+                    upload.filename,
+                    REFUSED_KIND,
+                    upload.dialect.value if upload.dialect else None,
+                    upload.trigger,
+                    to_iso(upload.received_at),
+                    to_iso(upload.received_at),
+                    fatal,
+                ),
+            )
 
     async def unfinished(self) -> list[str]:
         async with self.db.execute(

@@ -202,7 +202,7 @@ def test_seed_naxai_curl_with_credentials(server: LiveServer) -> None:
     )
     assert done.returncode == 0, done.stderr
     body = json.loads(done.stdout)
-    assert body["status"] == "accepted"
+    assert body["status"] == "received"
     [record] = server.ingest.records("acme")
     assert record.path_identifier == "buyer@example.com"
 

@@ -57,7 +57,9 @@ async def client(ingest: MemoryIngest) -> AsyncIterator[httpx.AsyncClient]:
         yield c
 
 
-async def test_seed_curl_body_is_accepted(client: httpx.AsyncClient, ingest: MemoryIngest) -> None:
+async def test_seed_curl_body_is_received_not_yet_accepted(
+    client: httpx.AsyncClient, ingest: MemoryIngest
+) -> None:
     response = await client.post(
         "/people/contacts/42/events",
         headers={**AUTH, "content-type": "application/json"},
@@ -65,7 +67,12 @@ async def test_seed_curl_body_is_accepted(client: httpx.AsyncClient, ingest: Mem
     )
     assert response.status_code == 202
     [record] = ingest.records("acme")
-    assert response.json() == {"status": "accepted", "event_id": make_event_id(record.source)}
+    assert response.json() == {
+        "status": "received",
+        "event_id": make_event_id(record.source),
+        "upload_id": record.source.upload_id,
+        "decided": False,
+    }
     assert response.headers["X-Tidegate-Upload-Id"] == record.source.upload_id
     assert record.path_identifier == "42"
     assert record.source.dialect is Dialect.NAXAI
@@ -160,12 +167,12 @@ async def test_an_array_of_events_is_one_upload_with_per_event_results(
     assert response.status_code == 202
     result = response.json()
     assert result["status"] == "partial"
-    assert (result["accepted"], result["rejected"]) == (2, 2)
+    assert (result["received"], result["rejected"]) == (2, 2)
     assert [(e["index"], e["status"], e.get("code")) for e in result["events"]] == [
-        (0, "accepted", None),
+        (0, "received", None),
         (1, "rejected", "missing_event_name"),
         (2, "rejected", "invalid_json"),
-        (3, "accepted", None),
+        (3, "received", None),
     ]
     stored = ingest.records()
     assert [r.source.line for r in stored] == [1, 2, 3, 4]
@@ -184,7 +191,7 @@ async def test_array_limit_is_1000(client: httpx.AsyncClient, ingest: MemoryInge
         "/people/contacts/u/events", headers=AUTH, content=orjson.dumps([{"name": "e"}] * 1000)
     )
     assert ok.status_code == 202
-    assert ok.json()["accepted"] == 1000
+    assert ok.json()["received"] == 1000
     response = await client.post(
         "/people/contacts/u/events", headers=AUTH, content=orjson.dumps([{"name": "e"}] * 1001)
     )
