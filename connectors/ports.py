@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from streams.core.errors import Rejection
+from streams.core.feedback import RejectedRow
 from streams.core.records import Dialect, RawRecord, SourceKind
 
 
@@ -97,3 +98,21 @@ class Ingest(Protocol):
     async def feedback(self, upload_id: str) -> tuple[str, bytes] | None:
         """(filename, content) of the upload's feedback file: rejected rows, own format."""
         ...
+
+
+class UploadHistory(Protocol):
+    """What the console reads besides `Ingest`: keyset pages of the history, rejected lines."""
+
+    async def page_uploads(
+        self,
+        account: str | None,
+        limit: int,
+        *,
+        before: int | None = None,
+        status: str | None = None,
+        name: str | None = None,
+    ) -> tuple[list[UploadView], int | None]:
+        """Newest first after the cursor ``before``; the views and the next page's cursor."""
+        ...
+
+    async def rejections(self, upload_id: str, limit: int = 500) -> list[RejectedRow]: ...

@@ -22,6 +22,7 @@ import orjson
 from connectors.accounts import Account, Accounts, Credentials
 from connectors.ports import FileUpload, IngestUnavailable, Receipt, UploadView
 from streams import topics as T
+from streams.core.feedback import RejectedRow
 from streams.core.records import RawRecord, SourceKind
 from streams.core.timeparse import to_iso
 from streams.embedded.engine import UploadRow
@@ -257,6 +258,22 @@ class KafkaIngest:
 
     async def get_upload(self, upload_id: str) -> UploadView | None:
         return await self.ledger.get_upload(upload_id)
+
+    async def page_uploads(
+        self,
+        account: str | None,
+        limit: int,
+        *,
+        before: int | None = None,
+        status: str | None = None,
+        name: str | None = None,
+    ) -> tuple[list[UploadView], int | None]:
+        return await self.ledger.page_uploads(
+            account, limit, before=before, status=status, name=name
+        )
+
+    async def rejections(self, upload_id: str, limit: int = 500) -> list[RejectedRow]:
+        return await self.ledger.rejections(upload_id, limit)
 
     async def feedback(self, upload_id: str) -> tuple[str, bytes] | None:
         # Rejected rows are on tidegate.events.deadletter (with the original line); the

@@ -8,8 +8,12 @@ import contextlib
 import logging
 import signal
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+from connectors.console import ConsoleSecrets, ensure_console_secrets
+from connectors.console.mount import attach_console
 from connectors.accounts import Account, Accounts, Credentials, ensure_demo_account, load_accounts
 from connectors.http.app import create_app
 from connectors.http.server import serve_http
@@ -82,9 +86,16 @@ async def serve_connectors(
         stack.callback(sftp.close)
         watch = await start_watch_folder(data / "watch", accounts, ingest, args.settle)
         stack.push_async_callback(watch.aclose)
-        http = await serve_http(create_app(ingest, accounts), args.host, args.http_port)
+        app = create_app(ingest, accounts)
+        secrets = ensure_console_secrets(data)
+        console = attach_console(
+            app, ingest, accounts, secrets, validate=dry_run, staging=data / "console-imports"
+        )
+        http = await serve_http(app, args.host, args.http_port)
         stack.push_async_callback(http.close)
+        stack.callback(console.close)  # ends the event streams first, so the server stops fast
         _print_welcome(args, data, config, accounts, sftp.port, http.port, created, runtime_name)
+        _print_console(args.host, http.port, secrets)
 
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -93,6 +104,24 @@ async def serve_connectors(
         await stop.wait()
         print("tidegate: stopping", flush=True)
     return 0
+
+
+def dry_run(path: Path) -> dict[str, Any]:
+    """The console's dry run: the report of `tidegate validate --json`."""
+    from tidegate.validate import validate_path
+
+    return validate_path(path, dialect=None, now=datetime.now(UTC)).as_json()
+
+
+def _print_console(host: str, port: int, secrets: ConsoleSecrets) -> None:
+    lines = [f"  web console      http://{host}:{port}/console/  (sign in with an account's API key)"]
+    if secrets.new_operator_token is not None:
+        lines += [
+            "",
+            "The console's operator token (sees every account) is shown ONCE (only its hash is kept):",
+            f"  operator token   {secrets.new_operator_token}",
+        ]
+    print("\n".join(lines), flush=True)
 
 
 def _print_welcome(

@@ -191,6 +191,55 @@ class Ledger:
         async with self.db.execute(query, (*args, limit)) as cursor:
             return [self._view(r) for r in await cursor.fetchall()]
 
+    async def page_uploads(
+        self,
+        account: str | None,
+        limit: int,
+        *,
+        before: int | None = None,
+        status: str | None = None,
+        name: str | None = None,
+    ) -> tuple[list[UploadView], int | None]:
+        """A page of the history, newest first, after the keyset cursor ``before`` (a seq);
+        returns the views and the cursor of the next page (None on the last page)."""
+        where: list[str] = []
+        args: list[Any] = []
+        if account is not None:
+            where.append("account = ?")
+            args.append(account)
+        if before is not None:
+            where.append("seq < ?")
+            args.append(before)
+        if status:
+            where.append("status = ?")
+            args.append(status)
+        if name:
+            where.append("instr(lower(filename), ?) > 0")
+            args.append(name.lower())
+        query = f"SELECT {_VIEW_COLUMNS}, seq FROM uploads"
+        if where:
+            query += " WHERE " + " AND ".join(where)
+        query += " ORDER BY seq DESC LIMIT ?"
+        async with self.db.execute(query, (*args, limit + 1)) as cursor:
+            rows = list(await cursor.fetchall())
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return [self._view(r) for r in rows], (rows[-1][12] if more and rows else None)
+
+    async def rejections(self, upload_id: str, limit: int = 500) -> list[RejectedRow]:
+        """The upload's rejected lines in file and line order (the first ``limit``)."""
+        async with self.db.execute(
+            "SELECT file, line, code, message, raw, header FROM rejections "
+            "WHERE upload_id = ? ORDER BY file, line LIMIT ?",
+            (upload_id, limit),
+        ) as cursor:
+            return [
+                RejectedRow(
+                    r[0], r[1], r[2], r[3], r[4], tuple(orjson.loads(r[5])) if r[5] else None
+                )
+                for r in await cursor.fetchall()
+            ]
+
     async def get_upload(self, upload_id: str) -> UploadView | None:
         async with self.db.execute(
             f"SELECT {_VIEW_COLUMNS} FROM uploads WHERE upload_id = ?", (upload_id,)
