@@ -12,12 +12,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from connectors.console import ConsoleSecrets, ensure_console_secrets
-from connectors.console.mount import attach_console
 from connectors.accounts import Account, Accounts, Credentials, ensure_demo_account, load_accounts
+from connectors.console import ConsoleSecrets, ensure_console_secrets
+from connectors.console.app import ConsoleIngest
+from connectors.console.mount import attach_console
 from connectors.http.app import create_app
 from connectors.http.server import serve_http
-from connectors.ports import Ingest
 from connectors.sftp import start_sftp_server
 from connectors.watch import start_watch_folder
 from streams import topics as T
@@ -62,7 +62,7 @@ async def run(args: argparse.Namespace) -> int:
 async def serve_connectors(
     args: argparse.Namespace,
     accounts: Accounts,
-    ingest: Ingest,
+    ingest: ConsoleIngest,  # the Ingest port and the history the console reads
     stop_ingest: Callable[[], Awaitable[None]],
     *,
     created: tuple[Account, Credentials] | None = None,
@@ -114,7 +114,9 @@ def dry_run(path: Path) -> dict[str, Any]:
 
 
 def _print_console(host: str, port: int, secrets: ConsoleSecrets) -> None:
-    lines = [f"  web console      http://{host}:{port}/console/  (sign in with an account's API key)"]
+    lines = [
+        f"  web console      http://{host}:{port}/console/  (sign in with an account's API key)"
+    ]
     if secrets.new_operator_token is not None:
         lines += [
             "",

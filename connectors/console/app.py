@@ -7,7 +7,7 @@ import contextlib
 import secrets
 import shutil
 import statistics
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -290,8 +290,11 @@ class Console:
             current: UploadView | None = view
             while current is not None and not self.closing.is_set():
                 doc = orjson.dumps(
-                    {"status": current.status, "percent": progress_percent(current),
-                     **current.progress}
+                    {
+                        "status": current.status,
+                        "percent": progress_percent(current),
+                        **current.progress,
+                    }
                 )
                 if doc != last:
                     last = doc
@@ -334,9 +337,7 @@ class Console:
         lags: list[float] = []
         before: int | None = None
         for _ in range(40):  # at most 40 pages back: the last hour of a busy account
-            views, before = await self.ingest.page_uploads(
-                session.account, 250, before=before
-            )
+            views, before = await self.ingest.page_uploads(session.account, 250, before=before)
             for view in views:
                 received = _parse_time(view.received_at)
                 if view.status not in FINAL:
@@ -383,8 +384,9 @@ class Console:
         form = await self.form(request, session)
         upload = form.get("file")
         if not isinstance(upload, UploadFile) or not upload.filename:
-            return self.render("import.html", 400, session=session, report=None,
-                               error="Choose a file first.")
+            return self.render(
+                "import.html", 400, session=session, report=None, error="Choose a file first."
+            )
         filename = upload.filename.replace("\\", "/").rsplit("/", 1)[-1]
         token = secrets.token_hex(16)
         folder = self.staging / session.account / token
@@ -412,7 +414,10 @@ class Console:
             shutil.rmtree(path.parent, ignore_errors=True)
             refusal = receipt.refused
             return self.render(
-                "import.html", 409, session=session, report=None,
+                "import.html",
+                409,
+                session=session,
+                report=None,
                 error=f"{refusal.code.value}: {refusal.message}" if refusal else "refused",
             )
         return RedirectResponse(f"{PREFIX}/uploads/{receipt.upload_id}", 303)
@@ -426,7 +431,7 @@ def create_console(
     operator_check: Callable[[str], bool],
     validate: Validate,
     staging: Path,
-    settings: ConsoleSettings = ConsoleSettings(),  # noqa: B008 (frozen)
+    settings: ConsoleSettings = ConsoleSettings(),
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> tuple[Starlette, Console]:
     """The console app (mount it at ``/console``) and its handlers (``close()`` at shutdown)."""
@@ -448,7 +453,10 @@ def create_console(
                 return Response("sign in first", 401, media_type="text/plain")
             return RedirectResponse(f"{PREFIX}/signin", 303)
         return console.render(
-            "error.html", exc.status_code, session=None, status=exc.status_code,
+            "error.html",
+            exc.status_code,
+            session=None,
+            status=exc.status_code,
             message=exc.detail,
         )
 

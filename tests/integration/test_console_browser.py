@@ -78,8 +78,20 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
     config = data / "accounts.toml"
     accounts = {name: add_account(config, name) for name in ("alice", "bob")}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tidegate.cli", "run", "--data", str(data), "--sftp-port", "0",
-         "--http-port", "0", "--settle", str(SETTLE)],
+        [
+            sys.executable,
+            "-m",
+            "tidegate.cli",
+            "run",
+            "--data",
+            str(data),
+            "--sftp-port",
+            "0",
+            "--http-port",
+            "0",
+            "--settle",
+            str(SETTLE),
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
@@ -127,7 +139,9 @@ def sign_in(page: Any, running: Running, account: str = "alice") -> None:
     page.wait_for_url(f"{running.url}/console/")
 
 
-def sftp_put(running: Running, account: str, name: str, content: bytes, folder: str = "events") -> None:
+def sftp_put(
+    running: Running, account: str, name: str, content: bytes, folder: str = "events"
+) -> None:
     transport = paramiko.Transport(("127.0.0.1", running.sftp_port))
     try:
         creds = running.accounts[account]
@@ -146,10 +160,14 @@ def zeta_lines(n: int, *, start: int = 0, bad_every: int = 0) -> bytes:
     out = []
     for i in range(start, start + n):
         if bad_every and i % bad_every == 0:
-            out.append(b'{"user_id": "u%d", "event_type": "<b>bold</b>", "timestamp": "not a time"}' % i)
+            out.append(
+                b'{"user_id": "u%d", "event_type": "<b>bold</b>", "timestamp": "not a time"}' % i
+            )
         else:
             out.append(
-                json.dumps({"user_id": f"u{i}", "event_type": "viewed", "timestamp": stamp}).encode()
+                json.dumps(
+                    {"user_id": f"u{i}", "event_type": "viewed", "timestamp": stamp}
+                ).encode()
             )
     return b"\n".join(out) + b"\n"
 
@@ -163,14 +181,18 @@ def shot(page: Any, name: str) -> None:
     page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
 
 
-def test_a_dropped_file_appears_live_and_reaches_its_final_status(page: Any, running: Running) -> None:
+def test_a_dropped_file_appears_live_and_reaches_its_final_status(
+    page: Any, running: Running
+) -> None:
     sign_in(page, running)
     page.wait_for_selector("#live-state")
     marker = page.evaluate("() => { window.__noReload = 1; return 1 }")
     sftp_put(running, "alice", "live-drop.jsonl", zeta_lines(20))
     started = time.monotonic()
     target = row(page, "live-drop.jsonl").locator("td.status")
-    playwright_api.expect(target).to_have_text(re.compile("success"), timeout=(2 + SETTLE) * 1000 + 2000)
+    playwright_api.expect(target).to_have_text(
+        re.compile("success"), timeout=(2 + SETTLE) * 1000 + 2000
+    )
     elapsed = time.monotonic() - started
     assert page.evaluate("() => window.__noReload") == marker  # the same document: no reload
     assert elapsed < 2 + SETTLE + 1.0, f"final status shown after {elapsed:.2f} s"
@@ -193,7 +215,9 @@ def test_a_large_drop_shows_its_progress_bar_advancing(page: Any, running: Runni
         time.sleep(0.05)
     assert seen and seen[-1][0] == "success", seen[-5:]
     during = sorted({d for s, d in seen if s == "processing" and 0 < d < 200_000})
-    assert len(during) >= 2, f"no advancing progress seen while processing: {seen[:5]}...{seen[-5:]}"
+    assert len(during) >= 2, (
+        f"no advancing progress seen while processing: {seen[:5]}...{seen[-5:]}"
+    )
     assert during[-1] > during[0]
 
 
@@ -225,8 +249,16 @@ def test_the_upload_page_lists_rejected_lines_and_its_feedback_matches_the_cli(
         page.click("#feedback")
     downloaded = Path(info.value.path()).read_bytes()
     cli = subprocess.run(
-        [sys.executable, "-m", "tidegate.cli", "upload", upload_id, "--errors", "--data",
-         str(running.data)],
+        [
+            sys.executable,
+            "-m",
+            "tidegate.cli",
+            "upload",
+            upload_id,
+            "--errors",
+            "--data",
+            str(running.data),
+        ],
         capture_output=True,
         check=True,
         timeout=60,
@@ -339,7 +371,9 @@ def test_a_hostile_file_name_is_shown_escaped(page: Any, running: Running) -> No
     name = "<img src=x onerror=alert(1)>.jsonl"
     sign_in(page, running)
     sftp_put(running, "alice", name, zeta_lines(2))
-    playwright_api.expect(row(page, name).locator("td.status")).to_have_text("success", timeout=10_000)
+    playwright_api.expect(row(page, name).locator("td.status")).to_have_text(
+        "success", timeout=10_000
+    )
     assert page.locator("#rows img").count() == 0
     page.click(f"#row-{_upload_id(page, name)} td.name a")
     assert page.locator("#upload-name").inner_text() == name
