@@ -100,6 +100,20 @@ class Ingest(Protocol):
         ...
 
 
+@dataclass(slots=True, frozen=True)
+class DeadLetter:
+    """A rejected line of an account, as the console lists and downloads it."""
+
+    upload_id: str
+    filename: str  # the upload's name
+    file: str  # member of an archive, else the upload's name
+    line: int
+    code: str
+    message: str
+    raw: bytes
+    received_at: str
+
+
 class UploadHistory(Protocol):
     """What the console reads besides `Ingest`: keyset pages of the history, rejected lines."""
 
@@ -116,3 +130,11 @@ class UploadHistory(Protocol):
         ...
 
     async def rejections(self, upload_id: str, limit: int = 500) -> list[RejectedRow]: ...
+
+    async def dead_letters(
+        self, account: str, *, code: str | None = None, limit: int = 100, offset: int = 0
+    ) -> list[DeadLetter]:
+        """The account's dead letters (rejected lines), newest upload first."""
+        ...
+
+    async def dead_letter_codes(self, account: str) -> dict[str, int]: ...

@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 
 from connectors.accounts import Account, Accounts, Credentials
-from connectors.ports import FileUpload, IngestUnavailable, Receipt, UploadView
+from connectors.ports import DeadLetter, FileUpload, IngestUnavailable, Receipt, UploadView
 from streams import topics as T
 from streams.core.feedback import RejectedRow
 from streams.core.records import RawRecord, SourceKind
@@ -274,6 +274,14 @@ class KafkaIngest:
 
     async def rejections(self, upload_id: str, limit: int = 500) -> list[RejectedRow]:
         return await self.ledger.rejections(upload_id, limit)
+
+    async def dead_letters(
+        self, account: str, *, code: str | None = None, limit: int = 100, offset: int = 0
+    ) -> list[DeadLetter]:
+        return await self.ledger.dead_letters(account, code=code, limit=limit, offset=offset)
+
+    async def dead_letter_codes(self, account: str) -> dict[str, int]:
+        return await self.ledger.dead_letter_codes(account)
 
     async def feedback(self, upload_id: str) -> tuple[str, bytes] | None:
         # Rejected rows are on tidegate.events.deadletter (with the original line); the

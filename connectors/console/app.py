@@ -325,6 +325,76 @@ class Console:
             headers={"Content-Disposition": f'attachment; filename="{filename}"'},
         )
 
+    # ------------------------------------------------------------------ dead letters
+
+    def _letters_account(self, request: Request, session: Session) -> str:
+        if session.account is not None:
+            return session.account
+        chosen = request.query_params.get("account") or ""
+        names = self.accounts.names
+        return chosen if chosen in names else (names[0] if names else "")
+
+    async def dead_letters(self, request: Request) -> Response:
+        session = self.require(request)
+        account = self._letters_account(request, session)
+        code = request.query_params.get("code") or None
+        page_raw = request.query_params.get("page") or "0"
+        page = int(page_raw) if page_raw.isdigit() else 0
+        size = self.settings.page_size
+        letters = await self.ingest.dead_letters(
+            account, code=code, limit=size + 1, offset=page * size
+        )
+        return self.render(
+            "deadletters.html",
+            session=session,
+            account=account,
+            accounts=self.accounts.names,
+            codes=await self.ingest.dead_letter_codes(account),
+            code=code or "",
+            letters=[(d, d.raw.decode("utf-8", "replace")) for d in letters[:size]],
+            page=page,
+            more=len(letters) > size,
+        )
+
+    async def dead_letters_download(self, request: Request) -> Response:
+        """The account's dead letters (of one code, if chosen) as JSON lines, streamed."""
+        session = self.require(request)
+        account = self._letters_account(request, session)
+        code = request.query_params.get("code") or None
+
+        async def lines() -> AsyncIterator[bytes]:
+            offset = 0
+            while True:
+                chunk = await self.ingest.dead_letters(
+                    account, code=code, limit=1000, offset=offset
+                )
+                for d in chunk:
+                    yield (
+                        orjson.dumps(
+                            {
+                                "upload_id": d.upload_id,
+                                "upload": d.filename,
+                                "file": d.file,
+                                "line": d.line,
+                                "code": d.code,
+                                "message": d.message,
+                                "raw": d.raw.decode("utf-8", "replace"),
+                                "received_at": d.received_at,
+                            }
+                        )
+                        + b"\n"
+                    )
+                if len(chunk) < 1000:
+                    return
+                offset += 1000
+
+        name = safe_filename(f"deadletters-{account}-{code or 'all'}.jsonl")
+        return StreamingResponse(
+            lines(),
+            media_type="application/x-ndjson",
+            headers={"Content-Disposition": f'attachment; filename="{name}"'},
+        )
+
     # ------------------------------------------------------------------ feed
 
     async def feed(self, request: Request) -> Response:
@@ -470,6 +540,8 @@ def create_console(
         Route("/uploads/{upload_id}", console.upload, methods=["GET"]),
         Route("/uploads/{upload_id}/events", console.upload_events, methods=["GET"]),
         Route("/uploads/{upload_id}/feedback", console.feedback, methods=["GET"]),
+        Route("/deadletters", console.dead_letters, methods=["GET"]),
+        Route("/deadletters/download", console.dead_letters_download, methods=["GET"]),
         Route("/import", console.import_page, methods=["GET"]),
         Route("/import/dry-run", console.dry_run, methods=["POST"]),
         Route("/import/submit", console.submit, methods=["POST"]),

@@ -16,7 +16,7 @@ from typing import Any
 import aiosqlite
 import orjson
 
-from connectors.ports import FileUpload, IngestUnavailable, Receipt, UploadView
+from connectors.ports import DeadLetter, FileUpload, IngestUnavailable, Receipt, UploadView
 from streams.core.errors import ErrorCode, Rejection, Stage
 from streams.core.feedback import RejectedRow, feedback_file
 from streams.core.records import SourceKind
@@ -239,6 +239,32 @@ class Ledger:
                 )
                 for r in await cursor.fetchall()
             ]
+
+    async def dead_letters(
+        self, account: str, *, code: str | None = None, limit: int = 100, offset: int = 0
+    ) -> list[DeadLetter]:
+        """The account's rejected lines (each one is a dead letter), newest upload first."""
+        query = (
+            "SELECT r.upload_id, u.filename, r.file, r.line, r.code, r.message, r.raw, "
+            "u.received_at FROM uploads u JOIN rejections r ON r.upload_id = u.upload_id "
+            "WHERE u.account = ?"
+        )
+        args: list[Any] = [account]
+        if code:
+            query += " AND r.code = ?"
+            args.append(code)
+        query += " ORDER BY u.seq DESC, r.file, r.line LIMIT ? OFFSET ?"
+        async with self.db.execute(query, (*args, limit, offset)) as cursor:
+            return [DeadLetter(*r) for r in await cursor.fetchall()]
+
+    async def dead_letter_codes(self, account: str) -> dict[str, int]:
+        """How many dead letters the account has, by error code."""
+        async with self.db.execute(
+            "SELECT r.code, COUNT(*) FROM uploads u JOIN rejections r "
+            "ON r.upload_id = u.upload_id WHERE u.account = ? GROUP BY r.code ORDER BY r.code",
+            (account,),
+        ) as cursor:
+            return {r[0]: r[1] for r in await cursor.fetchall()}
 
     async def get_upload(self, upload_id: str) -> UploadView | None:
         async with self.db.execute(

@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from connectors.ports import FileUpload, Receipt, UploadView
+from connectors.ports import DeadLetter, FileUpload, Receipt, UploadView
 from streams.core.feedback import RejectedRow
 from streams.core.records import RawRecord, SourceKind
 from streams.core.timeparse import to_iso
@@ -201,6 +201,14 @@ class EmbeddedRuntime:
 
     async def rejections(self, upload_id: str, limit: int = 500) -> list[RejectedRow]:
         return await self.ledger.rejections(upload_id, limit)
+
+    async def dead_letters(
+        self, account: str, *, code: str | None = None, limit: int = 100, offset: int = 0
+    ) -> list[DeadLetter]:
+        return await self.ledger.dead_letters(account, code=code, limit=limit, offset=offset)
+
+    async def dead_letter_codes(self, account: str) -> dict[str, int]:
+        return await self.ledger.dead_letter_codes(account)
 
     async def feedback(self, upload_id: str) -> tuple[str, bytes] | None:
         return await self.ledger.feedback(upload_id)

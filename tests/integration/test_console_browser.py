@@ -266,6 +266,29 @@ def test_the_upload_page_lists_rejected_lines_and_its_feedback_matches_the_cli(
     assert downloaded == cli and cli.count(b"\n") == 5
 
 
+def test_dead_letters_are_browsed_by_code_and_downloaded(page: Any, running: Running) -> None:
+    sftp_put(running, "bob", "bobs-bad.jsonl", zeta_lines(4, bad_every=2))  # lines 1 and 3
+    sign_in(page, running)
+    page.goto(f"{running.url}/console/deadletters")
+    codes = page.locator("#letters-code option")
+    assert codes.count() >= 2  # "every code" and at least the one of with-errors.jsonl
+    code = codes.nth(1).get_attribute("value")
+    assert code
+    page.select_option("#letters-code", code)
+    page.click("#letters-apply")
+    cells = page.locator("#letters tbody tr td:nth-child(4)")
+    assert cells.count() >= 5
+    assert {cells.nth(i).inner_text() for i in range(cells.count())} == {code}
+    assert "bobs-bad.jsonl" not in page.locator("#letters").inner_text()
+    shot(page, "deadletters")
+    with page.expect_download() as info:
+        page.click("#letters-download")
+    docs = [json.loads(x) for x in Path(info.value.path()).read_bytes().splitlines()]
+    assert len(docs) == cells.count() and {d["code"] for d in docs} == {code}
+    assert all(d["upload"] != "bobs-bad.jsonl" for d in docs)
+    assert any("<b>bold</b>" in d["raw"] for d in docs)
+
+
 def _import(page: Any, running: Running, path: Path, *, trigger: bool) -> str:
     page.goto(f"{running.url}/console/import")
     page.set_input_files("#file", str(path))
