@@ -126,7 +126,9 @@ class UploadHistory(Protocol):
         status: str | None = None,
         name: str | None = None,
     ) -> tuple[list[UploadView], int | None]:
-        """Newest first after the cursor ``before``; the views and the next page's cursor."""
+        """Newest first after the cursor ``before``; the views and the next page's cursor.
+
+        ``status``: one status, or "active" for every upload not final yet."""
         ...
 
     async def rejections(self, upload_id: str, limit: int = 500) -> list[RejectedRow]: ...

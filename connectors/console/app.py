@@ -156,7 +156,7 @@ class Console:
 
     def _filters(self, request: Request) -> tuple[str | None, str | None, int | None]:
         status = request.query_params.get("status") or None
-        if status is not None and status not in STATUSES:
+        if status is not None and status not in (*STATUSES, "active"):
             status = None
         name = (request.query_params.get("name") or "").strip()[:200] or None
         before_raw = request.query_params.get("before")
@@ -239,7 +239,7 @@ class Console:
                 views, _ = await self.ingest.page_uploads(
                     session.account, self.settings.page_size, status=status, name=name
                 )
-                html = rows.render(views=views, session=session)
+                html = rows.render(views=views, session=session, live=True)
                 if html != last:
                     last, idle = html, 0.0
                     data = "".join(f"data: {line}\n" for line in html.splitlines() or [""])

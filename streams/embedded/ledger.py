@@ -201,7 +201,8 @@ class Ledger:
         name: str | None = None,
     ) -> tuple[list[UploadView], int | None]:
         """A page of the history, newest first, after the keyset cursor ``before`` (a seq);
-        returns the views and the cursor of the next page (None on the last page)."""
+        returns the views and the cursor of the next page (None on the last page).
+        ``status`` "active" is every upload not final yet (queued or processing)."""
         where: list[str] = []
         args: list[Any] = []
         if account is not None:
@@ -210,7 +211,9 @@ class Ledger:
         if before is not None:
             where.append("seq < ?")
             args.append(before)
-        if status:
+        if status == "active":  # in progress: not final yet
+            where.append("status IN ('queued', 'processing')")
+        elif status:
             where.append("status = ?")
             args.append(status)
         if name:

@@ -221,6 +221,20 @@ def test_a_large_drop_shows_its_progress_bar_advancing(page: Any, running: Runni
     assert during[-1] > during[0]
 
 
+def test_the_feed_shows_an_upload_in_progress_live_until_it_ends(
+    page: Any, running: Running
+) -> None:
+    sign_in(page, running)
+    page.goto(f"{running.url}/console/feed")
+    marker = page.evaluate("() => { window.__noReload = 2; return 2 }")
+    sftp_put(running, "alice", "feed-drop.jsonl", zeta_lines(100_000))
+    active = page.locator("#in-progress tr").filter(has_text="feed-drop.jsonl")
+    playwright_api.expect(active).to_have_count(1, timeout=15_000)
+    shot(page, "feed-in-progress")
+    playwright_api.expect(active).to_have_count(0, timeout=120_000)  # finished: it leaves
+    assert page.evaluate("() => window.__noReload") == marker
+
+
 def _upload_id(page: Any, name: str) -> str:
     href = row(page, name).locator("td.name a").get_attribute("href")
     assert href is not None

@@ -2,9 +2,8 @@
 // Plain browser JavaScript (no library, no build step); the server renders every row, escaped.
 "use strict";
 document.addEventListener("DOMContentLoaded", () => {
-  const rows = document.getElementById("rows");
-  if (rows && rows.dataset.live) {
-    const state = document.getElementById("live-state");
+  const state = document.getElementById("live-state");
+  document.querySelectorAll("tbody[data-live]").forEach((rows) => {
     const source = new EventSource(rows.dataset.live);
     source.addEventListener("rows", (event) => {
       // The fragment was rendered by the server's autoescaping template.
@@ -12,7 +11,7 @@ document.addEventListener("DOMContentLoaded", () => {
       if (state) state.textContent = "Live: updated " + new Date().toLocaleTimeString();
     });
     source.onerror = () => { if (state) state.textContent = "Live: reconnecting…"; };
-  }
+  });
   const heading = document.getElementById("upload-name");
   if (heading && heading.dataset.live) {
     // An upload still running: its status and bar advance; once final, the page is
