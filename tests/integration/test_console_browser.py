@@ -196,7 +196,7 @@ def test_a_dropped_file_appears_live_and_reaches_its_final_status(
     elapsed = time.monotonic() - started
     assert page.evaluate("() => window.__noReload") == marker  # the same document: no reload
     assert elapsed < 2 + SETTLE + 1.0, f"final status shown after {elapsed:.2f} s"
-    shot(page, "history")
+    shot(page, "history-live")
 
 
 def test_a_large_drop_shows_its_progress_bar_advancing(page: Any, running: Running) -> None:
@@ -412,6 +412,7 @@ def test_a_hostile_file_name_is_shown_escaped(page: Any, running: Running) -> No
         "success", timeout=10_000
     )
     assert page.locator("#rows img").count() == 0
+    shot(page, "history")  # by now the account's history holds the other tests' uploads too
     page.click(f"#row-{_upload_id(page, name)} td.name a")
     assert page.locator("#upload-name").inner_text() == name
     assert page.locator("main img").count() == 0
