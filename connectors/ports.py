@@ -114,6 +114,17 @@ class DeadLetter:
     received_at: str
 
 
+@dataclass(slots=True, frozen=True)
+class LineVerdict:
+    """The outcome of one line of an upload, and the rule behind it."""
+
+    outcome: str  # accepted | duplicate | rejected | unknown
+    code: str | None  # the rule that rejected it (an error code), for a rejected line
+    detail: str  # the rule's message, or what decided it
+    triggered: bool
+    why_not: str | None  # why it did not trigger, when known
+
+
 class UploadHistory(Protocol):
     """What the console reads besides `Ingest`: keyset pages of the history, rejected lines."""
 
@@ -140,3 +151,7 @@ class UploadHistory(Protocol):
         ...
 
     async def dead_letter_codes(self, account: str) -> dict[str, int]: ...
+
+    async def explain_line(self, upload_id: str, file: str, line: int) -> LineVerdict | None:
+        """Which rule decided the line and whether it triggered; None: no such line."""
+        ...

@@ -20,7 +20,14 @@ from typing import Any
 import orjson
 
 from connectors.accounts import Account, Accounts, Credentials
-from connectors.ports import DeadLetter, FileUpload, IngestUnavailable, Receipt, UploadView
+from connectors.ports import (
+    DeadLetter,
+    FileUpload,
+    IngestUnavailable,
+    LineVerdict,
+    Receipt,
+    UploadView,
+)
 from streams import topics as T
 from streams.core.feedback import RejectedRow
 from streams.core.records import RawRecord, SourceKind
@@ -282,6 +289,12 @@ class KafkaIngest:
 
     async def dead_letter_codes(self, account: str) -> dict[str, int]:
         return await self.ledger.dead_letter_codes(account)
+
+    async def explain_line(self, upload_id: str, file: str, line: int) -> LineVerdict | None:
+        # The outcomes are on the Kafka topics, which the connectors do not index.
+        if await self.ledger.get_upload(upload_id) is None:
+            return None
+        return LineVerdict("unknown", None, "not available with the Kafka runtime", False, None)
 
     async def feedback(self, upload_id: str) -> tuple[str, bytes] | None:
         # Rejected rows are on tidegate.events.deadletter (with the original line); the

@@ -25,7 +25,7 @@ from starlette.staticfiles import StaticFiles
 
 from connectors.console.session import COOKIE, CSRF_FIELD, Session, Sessions
 from connectors.http.uploads import MEDIA_TYPES, safe_filename
-from connectors.ports import FileUpload, Ingest, UploadHistory, UploadView
+from connectors.ports import FileUpload, Ingest, LineVerdict, UploadHistory, UploadView
 
 PREFIX = "/console"
 STATUSES = ("queued", "processing", "success", "partial", "warning", "fail")
@@ -267,6 +267,12 @@ class Console:
         view = await self.own(session, request.path_params["upload_id"])
         rejected = await self.ingest.rejections(view.upload_id, self.settings.max_rejected_shown)
         by_code = view.counts.get("by_code") or {}
+        line_raw = request.query_params.get("line") or ""
+        file = (request.query_params.get("file") or "").strip() or view.filename
+        verdict: LineVerdict | None = None
+        asked = line_raw.isdigit()
+        if asked:
+            verdict = await self.ingest.explain_line(view.upload_id, file, int(line_raw))
         return self.render(
             "upload.html",
             session=session,
@@ -277,6 +283,10 @@ class Console:
             ],
             by_code=sorted(by_code.items()),
             limit=self.settings.max_rejected_shown,
+            asked=asked,
+            asked_file=file,
+            asked_line=line_raw if asked else "",
+            verdict=verdict,
         )
 
     async def upload_events(self, request: Request) -> Response:

@@ -260,6 +260,15 @@ class Ledger:
         async with self.db.execute(query, (*args, limit, offset)) as cursor:
             return [DeadLetter(*r) for r in await cursor.fetchall()]
 
+    async def rejection(self, upload_id: str, file: str, line: int) -> tuple[str, str] | None:
+        """(code, message) of a rejected line, or None when that line was not rejected."""
+        async with self.db.execute(
+            "SELECT code, message FROM rejections WHERE upload_id = ? AND file = ? AND line = ?",
+            (upload_id, file, line),
+        ) as cursor:
+            r = await cursor.fetchone()
+        return (r[0], r[1]) if r else None
+
     async def dead_letter_codes(self, account: str) -> dict[str, int]:
         """How many dead letters the account has, by error code."""
         async with self.db.execute(

@@ -258,6 +258,10 @@ def test_the_upload_page_lists_rejected_lines_and_its_feedback_matches_the_cli(
     assert "with-errors.jsonl" in first and "<b>bold</b>" in first  # the raw line, as text
     assert page.locator("#rejected b").count() == 0  # HTML in a line is shown, never rendered
     assert page.locator("#by-code").inner_text().count("\n") >= 1
+    page.fill("#explain-line", "8")
+    page.click("#explain-go")
+    verdict = page.locator("#verdict").inner_text()
+    assert "rejected by the rule" in verdict and "a rejected line never triggers" in verdict
     shot(page, "upload")
     with page.expect_download() as info:
         page.click("#feedback")
@@ -337,7 +341,19 @@ def test_an_import_from_the_page_triggers_only_when_ticked(
     ticked.write_bytes(zeta_lines(3, start=2000))
     passive_id = _import(page, running, passive, trigger=False)
     ticked_id = _import(page, running, ticked, trigger=True)
+    page.fill("#explain-line", "2")
+    page.click("#explain-go")
+    assert (
+        page.locator("#verdict")
+        .inner_text()
+        .endswith("accepted — passed every rule. It triggered.")
+    )
     shot(page, "import-done")
+    page.goto(f"{running.url}/console/uploads/{passive_id}?line=2")
+    verdict = page.locator("#verdict").inner_text()
+    assert "accepted" in verdict and "did not trigger: the source did not ask" in verdict
+    page.goto(f"{running.url}/console/uploads/{passive_id}?line=9")
+    assert page.locator("#verdict").inner_text() == "No line 9 in passive.jsonl."
     time.sleep(0.5)  # the outputs are written with the final status; let the sink flush
     assert _triggers_of(running, passive_id) == []
     assert len(_triggers_of(running, ticked_id)) == 3
