@@ -142,7 +142,7 @@ class Console:
     async def form(self, request: Request, session: Session) -> Any:
         """The posted form, refused unless it carries the session's CSRF token."""
         self.check_origin(request)
-        form = await request.form(max_part_size=self.settings.max_import_bytes)
+        form = await request.form()
         token = form.get(CSRF_FIELD)
         if not session.csrf_ok(token if isinstance(token, str) else None):
             raise HTTPException(403, "the form is stale or was sent from another site")
@@ -472,9 +472,23 @@ class Console:
         folder = self.staging / session.account / token
         folder.mkdir(parents=True)
         path = folder / filename
+        size = 0
         with path.open("wb") as out:
             while chunk := await upload.read(1 << 20):
+                size += len(chunk)
+                if size > self.settings.max_import_bytes:
+                    break
                 out.write(chunk)
+        if size > self.settings.max_import_bytes:
+            shutil.rmtree(folder, ignore_errors=True)
+            limit_mib = self.settings.max_import_bytes // (1 << 20)
+            return self.render(
+                "import.html",
+                413,
+                session=session,
+                report=None,
+                error=f"The file is larger than {limit_mib} MiB: send it over SFTP instead.",
+            )
         report = await asyncio.to_thread(self.validate, path)
         return self.render(
             "import.html", session=session, report=report, token=token, filename=filename
