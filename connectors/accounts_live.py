@@ -89,6 +89,10 @@ class LiveAccounts:
 
     # -- the Authenticator and lookups, always on the current accounts
 
+    @property
+    def names(self) -> list[str]:
+        return self.current.names
+
     def verify_api_key(self, account: str, key: str) -> bool:
         return self.current.verify_api_key(account, key)
 

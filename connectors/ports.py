@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from streams.core.errors import Rejection
+from streams.core.feedback import RejectedRow
 from streams.core.records import Dialect, RawRecord, SourceKind
 
 
@@ -96,4 +97,61 @@ class Ingest(Protocol):
 
     async def feedback(self, upload_id: str) -> tuple[str, bytes] | None:
         """(filename, content) of the upload's feedback file: rejected rows, own format."""
+        ...
+
+
+@dataclass(slots=True, frozen=True)
+class DeadLetter:
+    """A rejected line of an account, as the console lists and downloads it."""
+
+    upload_id: str
+    filename: str  # the upload's name
+    file: str  # member of an archive, else the upload's name
+    line: int
+    code: str
+    message: str
+    raw: bytes
+    received_at: str
+
+
+@dataclass(slots=True, frozen=True)
+class LineVerdict:
+    """The outcome of one line of an upload, and the rule behind it."""
+
+    outcome: str  # accepted | duplicate | rejected | unknown
+    code: str | None  # the rule that rejected it (an error code), for a rejected line
+    detail: str  # the rule's message, or what decided it
+    triggered: bool
+    why_not: str | None  # why it did not trigger, when known
+
+
+class UploadHistory(Protocol):
+    """What the console reads besides `Ingest`: keyset pages of the history, rejected lines."""
+
+    async def page_uploads(
+        self,
+        account: str | None,
+        limit: int,
+        *,
+        before: int | None = None,
+        status: str | None = None,
+        name: str | None = None,
+    ) -> tuple[list[UploadView], int | None]:
+        """Newest first after the cursor ``before``; the views and the next page's cursor.
+
+        ``status``: one status, or "active" for every upload not final yet."""
+        ...
+
+    async def rejections(self, upload_id: str, limit: int = 500) -> list[RejectedRow]: ...
+
+    async def dead_letters(
+        self, account: str, *, code: str | None = None, limit: int = 100, offset: int = 0
+    ) -> list[DeadLetter]:
+        """The account's dead letters (rejected lines), newest upload first."""
+        ...
+
+    async def dead_letter_codes(self, account: str) -> dict[str, int]: ...
+
+    async def explain_line(self, upload_id: str, file: str, line: int) -> LineVerdict | None:
+        """Which rule decided the line and whether it triggered; None: no such line."""
         ...

@@ -21,8 +21,16 @@ from typing import Any, Protocol
 import orjson
 
 from connectors.accounts import Account, Accounts, Credentials
-from connectors.ports import FileUpload, IngestUnavailable, Receipt, UploadView
+from connectors.ports import (
+    DeadLetter,
+    FileUpload,
+    IngestUnavailable,
+    LineVerdict,
+    Receipt,
+    UploadView,
+)
 from streams import topics as T
+from streams.core.feedback import RejectedRow
 from streams.core.records import RawRecord, SourceKind
 from streams.core.timeparse import to_iso
 from streams.core.upload import UploadRow
@@ -258,6 +266,36 @@ class KafkaIngest:
 
     async def get_upload(self, upload_id: str) -> UploadView | None:
         return await self.ledger.get_upload(upload_id)
+
+    async def page_uploads(
+        self,
+        account: str | None,
+        limit: int,
+        *,
+        before: int | None = None,
+        status: str | None = None,
+        name: str | None = None,
+    ) -> tuple[list[UploadView], int | None]:
+        return await self.ledger.page_uploads(
+            account, limit, before=before, status=status, name=name
+        )
+
+    async def rejections(self, upload_id: str, limit: int = 500) -> list[RejectedRow]:
+        return await self.ledger.rejections(upload_id, limit)
+
+    async def dead_letters(
+        self, account: str, *, code: str | None = None, limit: int = 100, offset: int = 0
+    ) -> list[DeadLetter]:
+        return await self.ledger.dead_letters(account, code=code, limit=limit, offset=offset)
+
+    async def dead_letter_codes(self, account: str) -> dict[str, int]:
+        return await self.ledger.dead_letter_codes(account)
+
+    async def explain_line(self, upload_id: str, file: str, line: int) -> LineVerdict | None:
+        # The outcomes are on the Kafka topics, which the connectors do not index.
+        if await self.ledger.get_upload(upload_id) is None:
+            return None
+        return LineVerdict("unknown", None, "not available with the Kafka runtime", False, None)
 
     async def feedback(self, upload_id: str) -> tuple[str, bytes] | None:
         # Rejected rows are on tidegate.events.deadletter (with the original line); the

@@ -8,15 +8,19 @@ import contextlib
 import logging
 import signal
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from connectors.accounts import Account, Accounts, Credentials, ensure_demo_account, load_accounts
 from connectors.accounts_live import LiveAccounts
+from connectors.console import ConsoleSecrets, ensure_console_secrets
+from connectors.console.app import ConsoleIngest
+from connectors.console.mount import attach_console
 from connectors.files.reader import read_upload
 from connectors.http.app import create_app
 from connectors.http.server import serve_http
 from connectors.ops_metrics import install as install_metrics
-from connectors.ports import Ingest
 from connectors.sftp import start_sftp_server
 from connectors.watch import start_watch_folder
 from streams import topics as T
@@ -74,7 +78,7 @@ async def run(args: argparse.Namespace) -> int:
 async def serve_connectors(
     args: argparse.Namespace,
     accounts: Accounts,
-    ingest: Ingest,
+    ingest: ConsoleIngest,  # the Ingest port and the history the console reads
     stop_ingest: Callable[[], Awaitable[None]],
     *,
     created: tuple[Account, Credentials] | None = None,
@@ -112,9 +116,15 @@ async def serve_connectors(
             live.listeners.append(on_accounts)
         live.start()
         stack.push_async_callback(live.aclose)
+        secrets = ensure_console_secrets(data)
+        console = attach_console(
+            app, ingest, live, secrets, validate=dry_run, staging=data / "console-imports"
+        )
+        stack.callback(console.close)  # ends the event streams first, so the server stops fast
         _metrics, lag = install_metrics(app.state.tidegate.metrics.registry, ingest, sftp, watch)
         stack.callback(lag.cancel)
         _print_welcome(args, data, config, accounts, sftp.port, http.port, created, runtime_name)
+        _print_console(args.host, http.port, secrets)
 
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -123,6 +133,26 @@ async def serve_connectors(
         await stop.wait()
         print("tidegate: stopping", flush=True)
     return 0
+
+
+def dry_run(path: Path) -> dict[str, Any]:
+    """The console's dry run: the report of `tidegate validate --json`."""
+    from tidegate.validate import validate_path
+
+    return validate_path(path, dialect=None, now=datetime.now(UTC)).as_json()
+
+
+def _print_console(host: str, port: int, secrets: ConsoleSecrets) -> None:
+    lines = [
+        f"  web console      http://{host}:{port}/console/  (sign in with an account's API key)"
+    ]
+    if secrets.new_operator_token is not None:
+        lines += [
+            "",
+            "The console's operator token (sees every account) is shown ONCE (only its hash is kept):",
+            f"  operator token   {secrets.new_operator_token}",
+        ]
+    print("\n".join(lines), flush=True)
 
 
 def _print_welcome(

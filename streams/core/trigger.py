@@ -37,16 +37,25 @@ _EVENT = RecordKind.EVENT
 _FILE = SourceKind.FILE
 
 
-def is_trigger_eligible(event: Event, now: datetime, settings: AccountSettings) -> bool:
-    """May this accepted record go to the triggers topic? (the three rules above)"""
+def why_not_triggered(event: Event, now: datetime, settings: AccountSettings) -> str | None:
+    """None when an accepted record may trigger (the three rules above), else the reason."""
     if event.kind is not _EVENT:
-        return False
+        return "only event records trigger (profile updates and aliases never do)"
     if not event.trigger_requested and not (
         event.source.kind is _FILE and settings.trigger_imports
     ):
-        return False
+        return "the source did not ask for triggers (passive import)"
     timestamp = event.timestamp
     if timestamp.tzinfo is None:
         timestamp = timestamp.replace(tzinfo=UTC)
     current = now if now.tzinfo is not None else now.replace(tzinfo=UTC)
-    return timestamp <= current and current - timestamp <= TRIGGER_MAX_AGE
+    if timestamp > current:
+        return "the timestamp is in the future"
+    if current - timestamp > TRIGGER_MAX_AGE:
+        return "decided more than 24 hours after its timestamp"
+    return None
+
+
+def is_trigger_eligible(event: Event, now: datetime, settings: AccountSettings) -> bool:
+    """May this accepted record go to the triggers topic?"""
+    return why_not_triggered(event, now, settings) is None

@@ -16,7 +16,7 @@ from typing import Any
 import aiosqlite
 import orjson
 
-from connectors.ports import FileUpload, IngestUnavailable, Receipt, UploadView
+from connectors.ports import DeadLetter, FileUpload, IngestUnavailable, Receipt, UploadView
 from streams.core.errors import ErrorCode, Rejection, Stage
 from streams.core.feedback import RejectedRow, feedback_file
 from streams.core.records import SourceKind
@@ -217,6 +217,93 @@ class Ledger:
         query += " ORDER BY seq DESC LIMIT ?"
         async with self.db.execute(query, (*args, limit)) as cursor:
             return [self._view(r) for r in await cursor.fetchall()]
+
+    async def page_uploads(
+        self,
+        account: str | None,
+        limit: int,
+        *,
+        before: int | None = None,
+        status: str | None = None,
+        name: str | None = None,
+    ) -> tuple[list[UploadView], int | None]:
+        """A page of the history, newest first, after the keyset cursor ``before`` (a seq);
+        returns the views and the cursor of the next page (None on the last page).
+        ``status`` "active" is every upload not final yet (queued or processing)."""
+        where: list[str] = []
+        args: list[Any] = []
+        if account is not None:
+            where.append("account = ?")
+            args.append(account)
+        if before is not None:
+            where.append("seq < ?")
+            args.append(before)
+        if status == "active":  # in progress: not final yet
+            where.append("status IN ('queued', 'processing')")
+        elif status:
+            where.append("status = ?")
+            args.append(status)
+        if name:
+            where.append("instr(lower(filename), ?) > 0")
+            args.append(name.lower())
+        query = f"SELECT {_VIEW_COLUMNS}, seq FROM uploads"
+        if where:
+            query += " WHERE " + " AND ".join(where)
+        query += " ORDER BY seq DESC LIMIT ?"
+        async with self.db.execute(query, (*args, limit + 1)) as cursor:
+            rows = list(await cursor.fetchall())
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return [self._view(r) for r in rows], (rows[-1][12] if more and rows else None)
+
+    async def rejections(self, upload_id: str, limit: int = 500) -> list[RejectedRow]:
+        """The upload's rejected lines in file and line order (the first ``limit``)."""
+        async with self.db.execute(
+            "SELECT file, line, code, message, raw, header FROM rejections "
+            "WHERE upload_id = ? ORDER BY file, line LIMIT ?",
+            (upload_id, limit),
+        ) as cursor:
+            return [
+                RejectedRow(
+                    r[0], r[1], r[2], r[3], r[4], tuple(orjson.loads(r[5])) if r[5] else None
+                )
+                for r in await cursor.fetchall()
+            ]
+
+    async def dead_letters(
+        self, account: str, *, code: str | None = None, limit: int = 100, offset: int = 0
+    ) -> list[DeadLetter]:
+        """The account's rejected lines (each one is a dead letter), newest upload first."""
+        query = (
+            "SELECT r.upload_id, u.filename, r.file, r.line, r.code, r.message, r.raw, "
+            "u.received_at FROM uploads u JOIN rejections r ON r.upload_id = u.upload_id "
+            "WHERE u.account = ?"
+        )
+        args: list[Any] = [account]
+        if code:
+            query += " AND r.code = ?"
+            args.append(code)
+        query += " ORDER BY u.seq DESC, r.file, r.line LIMIT ? OFFSET ?"
+        async with self.db.execute(query, (*args, limit, offset)) as cursor:
+            return [DeadLetter(*r) for r in await cursor.fetchall()]
+
+    async def rejection(self, upload_id: str, file: str, line: int) -> tuple[str, str] | None:
+        """(code, message) of a rejected line, or None when that line was not rejected."""
+        async with self.db.execute(
+            "SELECT code, message FROM rejections WHERE upload_id = ? AND file = ? AND line = ?",
+            (upload_id, file, line),
+        ) as cursor:
+            r = await cursor.fetchone()
+        return (r[0], r[1]) if r else None
+
+    async def dead_letter_codes(self, account: str) -> dict[str, int]:
+        """How many dead letters the account has, by error code."""
+        async with self.db.execute(
+            "SELECT r.code, COUNT(*) FROM uploads u JOIN rejections r "
+            "ON r.upload_id = u.upload_id WHERE u.account = ? GROUP BY r.code ORDER BY r.code",
+            (account,),
+        ) as cursor:
+            return {r[0]: r[1] for r in await cursor.fetchall()}
 
     async def get_upload(self, upload_id: str) -> UploadView | None:
         async with self.db.execute(

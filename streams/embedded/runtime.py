@@ -12,11 +12,13 @@ from typing import Any
 
 import orjson
 
-from connectors.ports import FileUpload, Receipt, UploadView
+from connectors.ports import DeadLetter, FileUpload, LineVerdict, Receipt, UploadView
+from streams.core.feedback import RejectedRow
 from streams.core.records import RawRecord, SourceKind
-from streams.core.timeparse import to_iso
+from streams.core.timeparse import from_iso, to_iso
 from streams.core.upload import FileReader
 from streams.embedded.engine import DB_NAME, Clock, Engine, SettingsFor, utcnow
+from streams.embedded.explain import explain_accepted
 from streams.embedded.ledger import FINAL, Ledger
 
 log = logging.getLogger("tidegate.embedded")
@@ -185,6 +187,62 @@ class EmbeddedRuntime:
 
     async def get_upload(self, upload_id: str) -> UploadView | None:
         return await self.ledger.get_upload(upload_id)
+
+    async def page_uploads(
+        self,
+        account: str | None,
+        limit: int,
+        *,
+        before: int | None = None,
+        status: str | None = None,
+        name: str | None = None,
+    ) -> tuple[list[UploadView], int | None]:
+        return await self.ledger.page_uploads(
+            account, limit, before=before, status=status, name=name
+        )
+
+    async def rejections(self, upload_id: str, limit: int = 500) -> list[RejectedRow]:
+        return await self.ledger.rejections(upload_id, limit)
+
+    async def dead_letters(
+        self, account: str, *, code: str | None = None, limit: int = 100, offset: int = 0
+    ) -> list[DeadLetter]:
+        return await self.ledger.dead_letters(account, code=code, limit=limit, offset=offset)
+
+    async def dead_letter_codes(self, account: str) -> dict[str, int]:
+        return await self.ledger.dead_letter_codes(account)
+
+    async def explain_line(self, upload_id: str, file: str, line: int) -> LineVerdict | None:
+        view = await self.ledger.get_upload(upload_id)
+        if view is None or line < 1:
+            return None
+        rejected = await self.ledger.rejection(upload_id, file, line)
+        if rejected is not None:
+            code, message = rejected
+            return LineVerdict("rejected", code, message, False, "a rejected line never triggers")
+        if view.status not in FINAL:
+            return LineVerdict("unknown", None, "the upload is still being decided", False, None)
+        decided_at = from_iso(view.finished_at or "") or self.clock()
+        settings_for = self._engine_args[0]
+        found = await asyncio.to_thread(
+            explain_accepted,
+            self.outputs_dir / "accepted.jsonl",
+            upload_id,
+            file,
+            line,
+            decided_at,
+            settings_for(view.account),
+        )
+        if found is not None:
+            return found
+        # Every record has exactly one outcome: a line of the upload that was neither
+        # rejected nor accepted was a duplicate. A line beyond the records read is no line.
+        if line > int(view.counts.get("records", 0) or 0):
+            return None
+        return LineVerdict(
+            "duplicate", None, "a duplicate of a record already accepted", False,
+            "a duplicate never triggers",
+        )  # fmt: skip
 
     async def feedback(self, upload_id: str) -> tuple[str, bytes] | None:
         return await self.ledger.feedback(upload_id)

@@ -27,6 +27,7 @@ CREATE TABLE IF NOT EXISTS uploads (
 CREATE UNIQUE INDEX IF NOT EXISTS uploads_unique_filename ON uploads (account, filename)
     WHERE kind = 'file';
 CREATE INDEX IF NOT EXISTS uploads_by_account ON uploads (account, seq);
+CREATE INDEX IF NOT EXISTS uploads_by_seq ON uploads (seq);
 CREATE TABLE IF NOT EXISTS rejections (
     upload_id TEXT NOT NULL, file TEXT NOT NULL, line INTEGER NOT NULL,
     code TEXT NOT NULL, message TEXT NOT NULL, raw BLOB NOT NULL, header TEXT,

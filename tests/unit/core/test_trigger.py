@@ -8,7 +8,7 @@ from streams.core.decide import decide
 from streams.core.records import RecordKind, SourceKind
 from streams.core.settings import AccountSettings
 from streams.core.state import MemoryStore
-from streams.core.trigger import default_trigger, is_trigger_eligible
+from streams.core.trigger import default_trigger, is_trigger_eligible, why_not_triggered
 from tests.unit.core.factories import T0, make_event
 
 DEFAULT = AccountSettings()
@@ -70,3 +70,15 @@ def test_trigger_default_by_source_kind() -> None:
     # real-time sources trigger unless they say no; a file import is passive unless it opts in
     assert default_trigger(SourceKind.API) and default_trigger(SourceKind.KAFKA)
     assert not default_trigger(SourceKind.FILE)
+
+
+def test_why_not_triggered_names_the_rule_that_held_it_back() -> None:
+    passive = make_event(source_kind=SourceKind.FILE)
+    assert "passive import" in (why_not_triggered(passive, T0, DEFAULT) or "")
+    future = make_event(timestamp=T0 + H)
+    assert "future" in (why_not_triggered(future, T0, DEFAULT) or "")
+    old = make_event(timestamp=T0)
+    assert "24 hours" in (why_not_triggered(old, T0 + 25 * H, DEFAULT) or "")
+    profile = make_event(kind=RecordKind.PROFILE, properties={"plan": "gold"})
+    assert "only event records" in (why_not_triggered(profile, T0, DEFAULT) or "")
+    assert why_not_triggered(make_event(), T0, DEFAULT) is None
