@@ -64,6 +64,35 @@ def build_parser() -> argparse.ArgumentParser:
         "--http-port", type=int, default=int(os.environ.get("TIDEGATE_HTTP_PORT", "8080"))
     )
     r.add_argument("--settle", type=float, default=2.0, help="seconds after an upload completes")
+    r.add_argument(
+        "--ftp-port",
+        type=int,
+        default=int(os.environ.get("TIDEGATE_FTP_PORT", "2121")),
+        help="FTP drop with explicit TLS (0: any free port, -1: off)",
+    )
+    r.add_argument(
+        "--ftp-passive-ports",
+        default=os.environ.get("TIDEGATE_FTP_PASSIVE_PORTS"),
+        help="LOW-HIGH: the ports offered for FTP data connections (default: any free port)",
+    )
+    r.add_argument(
+        "--ftp-masquerade-address",
+        default=os.environ.get("TIDEGATE_FTP_MASQUERADE_ADDRESS"),
+        help="the address announced in PASV replies when behind NAT",
+    )
+    r.add_argument(
+        "--ftp-cert",
+        type=Path,
+        default=os.environ.get("TIDEGATE_FTP_CERT"),
+        help="PEM certificate chain (default: self-signed, generated into DATA)",
+    )
+    r.add_argument("--ftp-key", type=Path, default=os.environ.get("TIDEGATE_FTP_KEY"))
+    r.add_argument(
+        "--ftp-allow-plain",
+        action="store_true",
+        default=os.environ.get("TIDEGATE_FTP_ALLOW_PLAIN") == "1",
+        help="also accept plain FTP (passwords in clear text): off by default",
+    )
 
     w = sub.add_parser("worker", help="run a Faust worker of the Kafka runtime")
     w.add_argument("--broker", default=os.environ.get("TIDEGATE_BROKER", "kafka://127.0.0.1:9092"))

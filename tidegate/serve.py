@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from connectors.accounts import Account, Accounts, Credentials, ensure_demo_account, load_accounts
+from connectors.ftp import FtpSettings, parse_port_range, start_ftp_server
 from connectors.http.app import create_app
 from connectors.http.server import serve_http
 from connectors.ports import Ingest
@@ -80,11 +81,27 @@ async def serve_connectors(
         )
         stack.push_async_callback(sftp.wait_closed)
         stack.callback(sftp.close)
+        ftp_port: int | None = None
+        ftp_settings = ftp_settings_of(args)
+        if ftp_settings is not None:
+            ftp = await start_ftp_server(accounts, sftp, ftp_settings, data)
+            stack.push_async_callback(ftp.aclose)
+            ftp_port = ftp.port
         watch = await start_watch_folder(data / "watch", accounts, ingest, args.settle)
         stack.push_async_callback(watch.aclose)
         http = await serve_http(create_app(ingest, accounts), args.host, args.http_port)
         stack.push_async_callback(http.close)
-        _print_welcome(args, data, config, accounts, sftp.port, http.port, created, runtime_name)
+        _print_welcome(
+            args,
+            data,
+            config,
+            accounts,
+            sftp.port,
+            http.port,
+            created,
+            runtime_name,
+            ftp_line=_ftp_welcome(args.host, ftp_port, ftp_settings) if ftp_port else None,
+        )
 
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -93,6 +110,33 @@ async def serve_connectors(
         await stop.wait()
         print("tidegate: stopping", flush=True)
     return 0
+
+
+def ftp_settings_of(args: argparse.Namespace) -> FtpSettings | None:
+    """The FTP drop's settings from `tidegate run`'s options; None when it is off."""
+    port = getattr(args, "ftp_port", -1)
+    if port is None or port < 0:
+        return None
+    passive = getattr(args, "ftp_passive_ports", None)
+    cert = getattr(args, "ftp_cert", None)
+    key = getattr(args, "ftp_key", None)
+    return FtpSettings(
+        host=args.host,
+        port=port,
+        allow_plain=bool(getattr(args, "ftp_allow_plain", False)),
+        passive_ports=parse_port_range(passive) if passive else None,
+        masquerade_address=getattr(args, "ftp_masquerade_address", None),
+        certfile=Path(cert) if cert else None,
+        keyfile=Path(key) if key else None,
+    )
+
+
+def _ftp_welcome(host: str, port: int, settings: FtpSettings | None) -> str:
+    tls = "TLS optional" if settings is not None and settings.allow_plain else "TLS required"
+    return (
+        f"  FTP drop         curl --ssl-reqd -k -T FILE ftp://{host}:{port}/events/ -u <username>"
+        f"   ({tls}; same accounts as SFTP)"
+    )
 
 
 def _print_welcome(
@@ -104,6 +148,8 @@ def _print_welcome(
     http_port: int,
     created: tuple[Account, Credentials] | None,
     runtime_name: str,
+    *,
+    ftp_line: str | None = None,
 ) -> None:
     host = args.host
     where = (
@@ -119,6 +165,7 @@ def _print_welcome(
         if runtime_name == "embedded"
         else f"  outputs          topics {T.ACCEPTED}, {T.TRIGGERS}, {T.DEADLETTER}, {T.CONFLICTS}",
         f"  SFTP drop        sftp -P {sftp_port} <username>@{host}   (put files into events/)",
+        *([ftp_line] if ftp_line is not None else []),
         f"  watched folder   {(data / 'watch').resolve()}/<account>/events/",
         f"  HTTP API         http://{host}:{http_port}/  (POST /1/upload, /people/contacts/{{id}}/events,"
         " GET /uploads, /metrics, /openapi.json)",

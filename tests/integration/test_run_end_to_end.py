@@ -67,6 +67,8 @@ def running(tmp_path: Path) -> Iterator[Running]:
             str(data),
             "--sftp-port",
             "0",
+            "--ftp-port",
+            "0",
             "--http-port",
             "0",
             "--settle",
