@@ -38,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--now", type=_now_arg, help="receipt time for the time window (default: now)")
     v.add_argument("--json", action="store_true", help="print one JSON report")
     v.add_argument("--errors-out", type=Path, help="write the rejected rows as a feedback file")
+    v.add_argument("--mapping", type=Path, help="CSV column mapping (JSON or TOML)")
 
     i = sub.add_parser("import", help="import a file or archive as one upload and wait for it")
     i.add_argument("path", type=Path)
@@ -50,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--data", type=Path, default=DEFAULT_DATA)
     i.add_argument("--config", type=Path, help="accounts file (default: DATA/accounts.toml)")
     i.add_argument("--broker", help="kafka://HOST:PORT to import through the Kafka runtime")
+    i.add_argument("--mapping", type=Path, help="CSV column mapping (JSON or TOML)")
     i.add_argument("--json", action="store_true")
 
     r = sub.add_parser("run", help="run Tidegate: drop server, watched folder, HTTP API")
@@ -129,7 +131,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
     rows: list[Any] | None = [] if args.errors_out else None
     now = args.now or datetime.now(UTC)
     dialect = Dialect(args.dialect) if args.dialect else None
-    report = validate_path(args.path, dialect=dialect, now=now, rejected_rows=rows)
+    mapping = load_mapping_arg(args)
+    if isinstance(mapping, int):
+        return mapping
+    report = validate_path(args.path, dialect=dialect, now=now, rejected_rows=rows, mapping=mapping)
     if args.errors_out and rows is not None:
         write_feedback(rows, args.errors_out)
     if args.json:
@@ -137,6 +142,24 @@ def cmd_validate(args: argparse.Namespace) -> int:
     else:
         _print_summary(report.as_json(), args.path.name)
     return report.exit_code
+
+
+def load_mapping_arg(args: argparse.Namespace) -> Any:
+    """The CSV mapping of ``--mapping``, None, or the exit code 2 after saying why not."""
+    if getattr(args, "mapping", None) is None:
+        return None
+    from connectors.files.csvmapping import MappingError, load_mapping
+
+    try:
+        return load_mapping(args.mapping)
+    except (OSError, MappingError) as error:
+        code = error.rejection.code.value if isinstance(error, MappingError) else "invalid_mapping"
+        fatal = {"code": code, "message": str(error)}
+        if getattr(args, "json", False):
+            _print_json({"status": "fail", "counts": {}, "warnings": [], "fatal": fatal})
+        else:
+            print(f"{args.mapping}: fatal: {code}: {error}", file=sys.stderr)
+        return 2
 
 
 def _print_summary(data: dict[str, Any], name: str, limit: int = 20) -> None:

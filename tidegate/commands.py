@@ -15,8 +15,8 @@ from streams.core.errors import Rejection
 from streams.core.records import Dialect
 from streams.core.settings import SettingsRegistry
 from streams.embedded.runtime import EmbeddedRuntime
-from tidegate.cli import _print_json, _print_summary
-from tidegate.files import read_upload
+from tidegate.cli import _print_json, _print_summary, load_mapping_arg
+from tidegate.files import read_upload, upload_reader
 
 
 def load_settings(config: Path | None, data: Path) -> SettingsRegistry:
@@ -28,9 +28,20 @@ def load_settings(config: Path | None, data: Path) -> SettingsRegistry:
     return settings_of(load_accounts(path)) if path.exists() else SettingsRegistry()
 
 
-def make_runtime(data: Path, settings: SettingsRegistry, now: datetime | None) -> EmbeddedRuntime:
+def make_runtime(
+    data: Path, settings: SettingsRegistry, now: datetime | None, reader: Any = None
+) -> EmbeddedRuntime:
     clock = (lambda: now) if now is not None else (lambda: datetime.now(UTC))
-    return EmbeddedRuntime(data, settings, read_upload, clock=clock)
+    return EmbeddedRuntime(data, settings, reader or read_upload, clock=clock)
+
+
+def load_mappings(config: Path | None, data: Path) -> dict[str, Any]:
+    """The accounts' default CSV mappings (``csv_mapping``), when there is an accounts file."""
+    from connectors.accounts import load_accounts
+    from tidegate.serve import accounts_path, mappings_of
+
+    path = accounts_path(config, data)
+    return mappings_of(load_accounts(path)) if path.exists() else {}
 
 
 def report_of(view: UploadView) -> dict[str, Any]:
@@ -60,7 +71,11 @@ def print_refusal(refused: Rejection, name: str, *, as_json: bool) -> None:
 
 
 async def _import(args: argparse.Namespace) -> int:
-    runtime = make_runtime(args.data, load_settings(args.config, args.data), args.now)
+    mapping = load_mapping_arg(args)
+    if isinstance(mapping, int):
+        return mapping
+    reader = upload_reader(load_mappings(args.config, args.data), mapping)
+    runtime = make_runtime(args.data, load_settings(args.config, args.data), args.now, reader)
     await runtime.start()
     try:
         path: Path = args.path.resolve()

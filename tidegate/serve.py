@@ -18,9 +18,10 @@ from connectors.ports import Ingest
 from connectors.sftp import start_sftp_server
 from connectors.watch import start_watch_folder
 from streams import topics as T
+from streams.core.csvmap import CsvMapping
 from streams.core.settings import SettingsRegistry
 from streams.embedded.runtime import EmbeddedRuntime
-from tidegate.files import read_upload
+from tidegate.files import upload_reader
 
 log = logging.getLogger("tidegate")
 
@@ -30,6 +31,11 @@ def settings_of(accounts: Accounts) -> SettingsRegistry:
     return SettingsRegistry.from_mapping(
         {"accounts": {account.name: account.settings_mapping() for account in accounts}}
     )
+
+
+def mappings_of(accounts: Accounts) -> dict[str, CsvMapping]:
+    """The default CSV column mapping of each account that has one (``csv_mapping``)."""
+    return {a.name: a.csv_mapping for a in accounts if a.csv_mapping is not None}
 
 
 def accounts_path(config: Path | None, data: Path) -> Path:
@@ -51,7 +57,7 @@ async def run(args: argparse.Namespace) -> int:
         # the demo account's credentials are shown once, whichever runtime decides
         return await run_connectors_on_kafka(args, accounts, created)
 
-    runtime = EmbeddedRuntime(data, settings_of(accounts), read_upload)
+    runtime = EmbeddedRuntime(data, settings_of(accounts), upload_reader(mappings_of(accounts)))
     await runtime.start()
     return await serve_connectors(args, accounts, runtime, runtime.stop, created=created)
 
