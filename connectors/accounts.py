@@ -45,6 +45,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from streams.core.csvmap import CsvMapping, parse_mapping
+from streams.core.errors import Rejection
+
 __all__ = [
     "Account",
     "Accounts",
@@ -79,6 +82,7 @@ DEMO_ACCOUNT = "demo"
 _SECRET_FIELDS = ("password", "api_key", "passcode")
 _KNOWN_KEYS = frozenset(
     {
+        "csv_mapping",
         "username",
         "password",
         "api_key",
@@ -208,6 +212,7 @@ class Account:
     dedup_fingerprint: bool = False
     dialect: str | None = None
     extra_settings: Mapping[str, Any] = field(default_factory=dict)
+    csv_mapping: CsvMapping | None = None  # default column mapping of its CSV uploads
 
     def settings_mapping(self) -> dict[str, Any]:
         """The rule settings, in the form `AccountSettings.from_mapping` reads."""
@@ -433,6 +438,12 @@ def _parse_account(name: str, entry: Any) -> Account:
             if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
                 raise ValueError(f"{key} must be a non-negative number")
             extra[key] = value
+    csv_mapping = None
+    if "csv_mapping" in entry:
+        parsed = parse_mapping(entry["csv_mapping"])
+        if isinstance(parsed, Rejection):
+            raise ValueError(f"csv_mapping: {parsed.message}")
+        csv_mapping = parsed
     ct_id = entry.get("clevertap_account_id", name)
     if not isinstance(ct_id, str) or not ct_id:
         raise ValueError("clevertap_account_id must be a non-empty string")
@@ -448,6 +459,7 @@ def _parse_account(name: str, entry: Any) -> Account:
         dedup_fingerprint=flags["dedup_fingerprint"],
         dialect=dialect,
         extra_settings=extra,
+        csv_mapping=csv_mapping,
     )
 
 

@@ -462,6 +462,33 @@ class SftpDropServer:
     def name_used(self, account: str, name: str) -> bool:
         return name in self._used.get(account, ())
 
+    # -- other drop protocols (connectors.ftp) share the folders, settle and hand-over
+
+    def new_staging(self, account: str) -> Path:
+        """A fresh staging path for a transfer in progress (discarded at the next start)."""
+        return self._new_staging(account)
+
+    def name_taken(self, account: str, name: str) -> bool:
+        """True if `name` was handed over, is being received or settles in a folder."""
+        if self.name_used(account, name) or (account, name) in self._uploads:
+            return True
+        return any(os.path.lexists(self.folder_dir(account, f) / name) for f in FOLDERS)
+
+    def receive_complete(self, account: str, folder: str, name: str, staging: Path) -> bool:
+        """A transfer by another protocol ended well: it settles like an SFTP close.
+
+        Runs on the event loop. False (and the staging file deleted) when the name was
+        taken meanwhile."""
+        upload = _Upload(account, folder, name, _State.OPEN, staging)
+        if self._closing or (account, name) in self._uploads:
+            self._discard(upload, "the name was taken meanwhile")
+            return False
+        upload.closed_at = datetime.now(UTC)
+        upload.closed_mono = time.monotonic()
+        self._uploads[upload.key] = upload
+        self._complete(upload)
+        return self._uploads.get(upload.key) is upload
+
     # -- asyncssh factories
 
     def _sftp_factory(self, chan: asyncssh.SSHServerChannel[bytes]) -> _DropSftp:

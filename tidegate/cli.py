@@ -13,6 +13,7 @@ from typing import Any
 
 from streams.core.records import Dialect
 from streams.core.timeparse import from_iso
+from tidegate.mapping_arg import load_mapping_arg
 from tidegate.reports import print_json, print_summary
 
 DIALECTS = [d.value for d in Dialect if d is not Dialect.CANONICAL]
@@ -36,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--now", type=_now_arg, help="receipt time for the time window (default: now)")
     v.add_argument("--json", action="store_true", help="print one JSON report")
     v.add_argument("--errors-out", type=Path, help="write the rejected rows as a feedback file")
+    v.add_argument("--mapping", type=Path, help="CSV column mapping (JSON or TOML)")
 
     i = sub.add_parser("import", help="import a file or archive as one upload and wait for it")
     i.add_argument("path", type=Path)
@@ -48,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--data", type=Path, default=DEFAULT_DATA)
     i.add_argument("--config", type=Path, help="accounts file (default: DATA/accounts.toml)")
     i.add_argument("--broker", help="kafka://HOST:PORT to import through the Kafka runtime")
+    i.add_argument("--mapping", type=Path, help="CSV column mapping (JSON or TOML)")
     i.add_argument("--json", action="store_true")
 
     r = sub.add_parser("run", help="run Tidegate: drop server, watched folder, HTTP API")
@@ -62,6 +65,35 @@ def build_parser() -> argparse.ArgumentParser:
         "--http-port", type=int, default=int(os.environ.get("TIDEGATE_HTTP_PORT", "8080"))
     )
     r.add_argument("--settle", type=float, default=2.0, help="seconds after an upload completes")
+    r.add_argument(
+        "--ftp-port",
+        type=int,
+        default=int(os.environ.get("TIDEGATE_FTP_PORT", "2121")),
+        help="FTP drop with explicit TLS (0: any free port, -1: off)",
+    )
+    r.add_argument(
+        "--ftp-passive-ports",
+        default=os.environ.get("TIDEGATE_FTP_PASSIVE_PORTS"),
+        help="LOW-HIGH: the ports offered for FTP data connections (default: any free port)",
+    )
+    r.add_argument(
+        "--ftp-masquerade-address",
+        default=os.environ.get("TIDEGATE_FTP_MASQUERADE_ADDRESS"),
+        help="the address announced in PASV replies when behind NAT",
+    )
+    r.add_argument(
+        "--ftp-cert",
+        type=Path,
+        default=os.environ.get("TIDEGATE_FTP_CERT"),
+        help="PEM certificate chain (default: self-signed, generated into DATA)",
+    )
+    r.add_argument("--ftp-key", type=Path, default=os.environ.get("TIDEGATE_FTP_KEY"))
+    r.add_argument(
+        "--ftp-allow-plain",
+        action="store_true",
+        default=os.environ.get("TIDEGATE_FTP_ALLOW_PLAIN") == "1",
+        help="also accept plain FTP (passwords in clear text): off by default",
+    )
 
     w = sub.add_parser("worker", help="run a Faust worker of the Kafka runtime")
     w.add_argument("--broker", default=os.environ.get("TIDEGATE_BROKER", "kafka://127.0.0.1:9092"))
@@ -100,7 +132,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
     rows: list[Any] | None = [] if args.errors_out else None
     now = args.now or datetime.now(UTC)
     dialect = Dialect(args.dialect) if args.dialect else None
-    report = validate_path(args.path, dialect=dialect, now=now, rejected_rows=rows)
+    mapping = load_mapping_arg(args)
+    if isinstance(mapping, int):
+        return mapping
+    report = validate_path(args.path, dialect=dialect, now=now, rejected_rows=rows, mapping=mapping)
     if args.errors_out and rows is not None:
         write_feedback(rows, args.errors_out)
     if args.json:

@@ -10,31 +10,47 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from connectors.files.reader import read_upload
+from connectors.files.reader import read_upload, upload_reader
 from connectors.ports import FileUpload, UploadView
 from streams.core.errors import Rejection
 from streams.core.records import Dialect
 from streams.core.settings import SettingsRegistry
 from streams.embedded.runtime import EmbeddedRuntime
-from tidegate.account_settings import load_settings
+from tidegate.account_settings import load_mappings, load_settings
+from tidegate.mapping_arg import load_mapping_arg
 from tidegate.reports import print_json, print_refusal, print_summary, report_of
 
 
-def make_runtime(data: Path, settings: SettingsRegistry, now: datetime | None) -> EmbeddedRuntime:
+def make_runtime(
+    data: Path, settings: SettingsRegistry, now: datetime | None, reader: Any = None
+) -> EmbeddedRuntime:
     clock = (lambda: now) if now is not None else (lambda: datetime.now(UTC))
-    return EmbeddedRuntime(data, settings, read_upload, clock=clock)
+    return EmbeddedRuntime(data, settings, reader or read_upload, clock=clock)
 
 
 async def _import(args: argparse.Namespace) -> int:
+    mapping = load_mapping_arg(args)
+    if isinstance(mapping, int):
+        return mapping
     from tidegate.local_api import RunningInstance
 
     instance = await RunningInstance.find(args.data)
     if instance is not None:  # `tidegate run` owns the data directory: submit through it
+        if mapping is not None:
+            await instance.aclose()
+            print(
+                "import: --mapping cannot be passed to a running `tidegate run`; set the"
+                " account's csv_mapping (tidegate accounts set) or put a mapping.json in an"
+                " archive with the file",
+                file=sys.stderr,
+            )
+            return 2
         try:
             return await _import_through(instance, args)
         finally:
             await instance.aclose()
-    runtime = make_runtime(args.data, load_settings(args.config, args.data), args.now)
+    reader = upload_reader(load_mappings(args.config, args.data), mapping)
+    runtime = make_runtime(args.data, load_settings(args.config, args.data), args.now, reader)
     await runtime.start()
     try:
         path: Path = args.path.resolve()

@@ -17,16 +17,18 @@ from connectors.accounts_live import LiveAccounts
 from connectors.console import ConsoleSecrets, ensure_console_secrets
 from connectors.console.app import ConsoleIngest
 from connectors.console.mount import attach_console
-from connectors.files.reader import read_upload
+from connectors.files.reader import upload_reader
+from connectors.ftp import FtpDropServer, FtpSettings, parse_port_range, start_ftp_server
 from connectors.http.app import create_app
 from connectors.http.server import serve_http
 from connectors.ops_metrics import install as install_metrics
 from connectors.sftp import start_sftp_server
 from connectors.watch import start_watch_folder
 from streams import topics as T
+from streams.core.csvmap import CsvMapping
 from streams.core.settings import AccountSettings, SettingsRegistry
 from streams.embedded.runtime import EmbeddedRuntime
-from tidegate.account_settings import accounts_path, settings_of
+from tidegate.account_settings import accounts_path, mappings_of, settings_of
 from tidegate.first_file import first_file_lines
 from tidegate.local_api import serve_local
 
@@ -38,12 +40,16 @@ class LiveSettings:
 
     def __init__(self, registry: SettingsRegistry) -> None:
         self.registry = registry
+        self.mappings: dict[str, CsvMapping] = {}
 
     def __call__(self, account: str) -> AccountSettings:
         return self.registry.for_account(account)
 
     def update(self, accounts: Accounts) -> None:
         self.registry = settings_of(accounts)
+        # in place: the upload reader looks an account's mapping up at each upload
+        self.mappings.clear()
+        self.mappings.update(mappings_of(accounts))
 
 
 async def run(args: argparse.Namespace) -> int:
@@ -62,7 +68,8 @@ async def run(args: argparse.Namespace) -> int:
         return await run_connectors_on_kafka(args, accounts, serve_connectors, created)
 
     settings = LiveSettings(settings_of(accounts))
-    runtime = EmbeddedRuntime(data, settings, read_upload)
+    settings.update(accounts)
+    runtime = EmbeddedRuntime(data, settings, upload_reader(settings.mappings))
     await runtime.start()
     local = await serve_local(runtime, data)  # `tidegate import` beside `run`
 
@@ -105,12 +112,21 @@ async def serve_connectors(
         )
         stack.push_async_callback(sftp.wait_closed)
         stack.callback(sftp.close)
+        ftp_port: int | None = None
+        ftp: FtpDropServer | None = None
+        ftp_settings = ftp_settings_of(args)
+        if ftp_settings is not None:
+            ftp = await start_ftp_server(accounts, sftp, ftp_settings, data)
+            stack.push_async_callback(ftp.aclose)
+            ftp_port = ftp.port
         watch = await start_watch_folder(data / "watch", accounts, ingest, args.settle)
         stack.push_async_callback(watch.aclose)
         app = create_app(ingest, live)
         http = await serve_http(app, args.host, args.http_port)
         stack.push_async_callback(http.close)
         live.listeners += [sftp.update_accounts, watch.update_accounts]
+        if ftp is not None:
+            live.listeners.append(ftp.update_accounts)
         live.listeners.append(lambda _accounts: app.state.tidegate.forget_credentials())
         if on_accounts is not None:
             live.listeners.append(on_accounts)
@@ -123,7 +139,17 @@ async def serve_connectors(
         stack.callback(console.close)  # ends the event streams first, so the server stops fast
         _metrics, lag = install_metrics(app.state.tidegate.metrics.registry, ingest, sftp, watch)
         stack.callback(lag.cancel)
-        _print_welcome(args, data, config, accounts, sftp.port, http.port, created, runtime_name)
+        _print_welcome(
+            args,
+            data,
+            config,
+            accounts,
+            sftp.port,
+            http.port,
+            created,
+            runtime_name,
+            ftp_line=_ftp_welcome(args.host, ftp_port, ftp_settings) if ftp_port else None,
+        )
         _print_console(args.host, http.port, secrets)
 
         stop = asyncio.Event()
@@ -155,6 +181,33 @@ def _print_console(host: str, port: int, secrets: ConsoleSecrets) -> None:
     print("\n".join(lines), flush=True)
 
 
+def ftp_settings_of(args: argparse.Namespace) -> FtpSettings | None:
+    """The FTP drop's settings from `tidegate run`'s options; None when it is off."""
+    port = getattr(args, "ftp_port", -1)
+    if port is None or port < 0:
+        return None
+    passive = getattr(args, "ftp_passive_ports", None)
+    cert = getattr(args, "ftp_cert", None)
+    key = getattr(args, "ftp_key", None)
+    return FtpSettings(
+        host=args.host,
+        port=port,
+        allow_plain=bool(getattr(args, "ftp_allow_plain", False)),
+        passive_ports=parse_port_range(passive) if passive else None,
+        masquerade_address=getattr(args, "ftp_masquerade_address", None),
+        certfile=Path(cert) if cert else None,
+        keyfile=Path(key) if key else None,
+    )
+
+
+def _ftp_welcome(host: str, port: int, settings: FtpSettings | None) -> str:
+    tls = "TLS optional" if settings is not None and settings.allow_plain else "TLS required"
+    return (
+        f"  FTP drop         curl --ssl-reqd -k -T FILE ftp://{host}:{port}/events/ -u <username>"
+        f"   ({tls}; same accounts as SFTP)"
+    )
+
+
 def _print_welcome(
     args: argparse.Namespace,
     data: Path,
@@ -164,6 +217,8 @@ def _print_welcome(
     http_port: int,
     created: tuple[Account, Credentials] | None,
     runtime_name: str,
+    *,
+    ftp_line: str | None = None,
 ) -> None:
     host = args.host
     where = (
@@ -179,6 +234,7 @@ def _print_welcome(
         if runtime_name == "embedded"
         else f"  outputs          topics {T.ACCEPTED}, {T.TRIGGERS}, {T.DEADLETTER}, {T.CONFLICTS}",
         f"  SFTP drop        sftp -P {sftp_port} <username>@{host}   (put files into events/)",
+        *([ftp_line] if ftp_line is not None else []),
         f"  watched folder   {(data / 'watch').resolve()}/<account>/events/",
         f"  HTTP API         http://{host}:{http_port}/  (POST /1/upload, /people/contacts/{{id}}/events,"
         " GET /uploads, /metrics, /openapi.json)",

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from connectors.files.reader import read_upload
+from streams.core.csvmap import CsvMapping
 from streams.core.errors import Rejection
 from streams.core.feedback import RejectedRow, feedback_file
 from streams.core.normalize import normalize, verdicts_only
@@ -68,6 +69,7 @@ def validate_path(
     dialect: Dialect | None,
     now: datetime,
     rejected_rows: list[RejectedRow] | None = None,
+    mapping: CsvMapping | None = None,
 ) -> Report:
     """Reads the upload as an import would and applies every stateless rule; stores nothing."""
     row = UploadRow(
@@ -84,7 +86,7 @@ def validate_path(
     headers: dict[str, tuple[str, ...]] = {}
     try:
         with verdicts_only():  # only the verdict is needed: no event id is computed
-            _validate_items(read_upload(row), report, headers, rejected_rows)
+            _validate_items(read_upload(row, mapping), report, headers, rejected_rows)
     except FatalUpload as fatal:
         report.fatal = fatal.rejection
     return report

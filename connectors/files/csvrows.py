@@ -31,7 +31,7 @@ Rows with an error have `fields = None`; rows without have `error = None`.
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from connectors.files.errors import MemberFailed
@@ -153,16 +153,24 @@ def _read_header(feed: _Feed, reader: Iterator[list[str]], line_limit: int) -> l
     return names
 
 
-def iter_csv_rows(lines: Iterable[Line], *, line_limit: int = MAX_LINE_BYTES) -> Iterator[CsvRow]:
+def iter_csv_rows(
+    lines: Iterable[Line],
+    *,
+    line_limit: int = MAX_LINE_BYTES,
+    on_header: Callable[[list[str]], None] | None = None,
+) -> Iterator[CsvRow]:
     """Yields the CSV records after the header (see the module docstring).
 
     `line_limit` is the limit `lines` were read with; it is only used in messages.
+    `on_header` sees the column names before any row (it may raise MemberFailed).
     """
     feed = _Feed(lines)
     reader = _reader(feed)
     header = _read_header(feed, reader, line_limit)
     if header is None:
         return
+    if on_header is not None:
+        on_header(header)
     width = len(header)
 
     while True:

@@ -2,18 +2,33 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 from connectors.files.errors import MemberFailed, UploadRefused
 from connectors.files.upload import iter_member_records, open_upload
+from streams.core.csvmap import CsvMapping
 from streams.core.errors import ErrorCode, Rejection, Stage
 from streams.core.trigger import default_trigger
 from streams.core.upload import FatalUpload, Item, MemberFailure, PlanWarning, UploadRow
 
 
-def read_upload(row: UploadRow) -> Iterator[Item]:
-    """Every record of a file upload in processing order, member failures and warnings inline."""
+def upload_reader(
+    mappings: Mapping[str, CsvMapping], override: CsvMapping | None = None
+) -> Callable[[UploadRow], Iterator[Item]]:
+    """`read_upload` with CSV column mappings: `override` for every upload (``import
+    --mapping``), else the account's default (its ``csv_mapping``)."""
+
+    def read(row: UploadRow) -> Iterator[Item]:
+        return read_upload(row, override or mappings.get(row.account))
+
+    return read
+
+
+def read_upload(row: UploadRow, mapping: CsvMapping | None = None) -> Iterator[Item]:
+    """Every record of a file upload in processing order, member failures and warnings inline.
+
+    `mapping` maps the columns of CSV members (an archive's own ``mapping.json`` wins)."""
     if row.path is None:
         raise ValueError("a file upload needs a path")
     try:
@@ -25,6 +40,7 @@ def read_upload(row: UploadRow) -> Iterator[Item]:
             dialect=row.dialect,
             trigger=default_trigger(row.kind) if row.trigger is None else row.trigger,
             filename=row.filename,
+            mapping=mapping,
         )
     except UploadRefused as refused:
         raise FatalUpload(refused.rejection) from refused

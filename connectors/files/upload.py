@@ -48,6 +48,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO
 
+import orjson
+
 from connectors.files.archive import (
     ARCHIVE_KINDS,
     ArchiveLimits,
@@ -59,10 +61,12 @@ from connectors.files.archive import (
     single_member_name,
 )
 from connectors.files.clevertap import PayloadItem, iter_clevertap_items
+from connectors.files.csvmapping import MAPPING_NAME, read_archive_mapping
 from connectors.files.csvrows import CsvRow, iter_csv_rows
 from connectors.files.errors import MemberFailed, UploadRefused
 from connectors.files.lines import MAX_LINE_BYTES, UTF8_BOM, frame_lines, iter_lines
 from connectors.files.manifest import MANIFEST_NAME, Manifest, order_members, read_manifest
+from streams.core.csvmap import CsvMapping, map_row, missing_columns
 from streams.core.dialects import DATA_FILE_EXTENSIONS, detect_dialect, is_data_file
 from streams.core.errors import ErrorCode, Rejection, Stage
 from streams.core.records import Dialect, RawRecord, Source, SourceKind, source_factory
@@ -121,6 +125,7 @@ class UploadPlan:
     manifest: Manifest | None = None
     max_line_bytes: int = MAX_LINE_BYTES
     dialects: dict[str, Dialect] = field(default_factory=dict)  # member name -> dialect used
+    mapping: CsvMapping | None = None  # CSV column mapping (an archive's mapping.json wins)
 
     def close(self) -> None:
         self.archive.close()
@@ -148,6 +153,7 @@ def open_upload(
     limits: ArchiveLimits | None = None,
     filename: str | None = None,
     max_line_bytes: int = MAX_LINE_BYTES,
+    mapping: CsvMapping | None = None,
 ) -> UploadPlan:
     """Scans an upload and plans its members; raises UploadRefused for the whole upload.
 
@@ -166,9 +172,11 @@ def open_upload(
             )
     archive = scan_archive(path, limits, filename=name)
     try:
-        return _plan(
+        plan = _plan(
             archive, path, account, upload_id, received_at, dialect, trigger, max_line_bytes
         )
+        plan.mapping = plan.mapping or mapping
+        return plan
     except BaseException:
         archive.close()
         raise
@@ -205,7 +213,8 @@ def _plan(
         return plan
 
     manifest = read_manifest(archive)
-    names = [m.name for m in archive.members if m.name != MANIFEST_NAME]
+    plan.mapping = read_archive_mapping(archive)
+    names = [m.name for m in archive.members if m.name not in (MANIFEST_NAME, MAPPING_NAME)]
     if manifest is not None:
         order = order_members(names, manifest)
         plan.manifest = manifest
@@ -400,7 +409,21 @@ def _line_records(
 def _csv_records(
     plan: UploadPlan, member: MemberPlan, dialect: Dialect, stream: BinaryIO
 ) -> Iterator[RawRecord]:
-    rows = iter_csv_rows(iter_lines(stream, plan.max_line_bytes), line_limit=plan.max_line_bytes)
+    mapping = plan.mapping
+    on_header = None
+    if mapping is not None:
+        plan.dialects[member.name] = Dialect.CANONICAL
+
+        def on_header(header: list[str]) -> None:
+            problem = missing_columns(mapping, header)
+            if problem is not None:
+                raise MemberFailed(problem)
+
+    rows = iter_csv_rows(
+        iter_lines(stream, plan.max_line_bytes),
+        line_limit=plan.max_line_bytes,
+        on_header=on_header,
+    )
     try:
         first = next(rows, None)
     except MemberFailed as failed:
@@ -418,6 +441,8 @@ def _csv_records(
 
 
 def _csv_record(plan: UploadPlan, member: MemberPlan, dialect: Dialect, row: CsvRow) -> RawRecord:
+    if plan.mapping is not None:
+        return _mapped_record(plan, member, plan.mapping, row)
     return RawRecord(
         _source(plan, member, dialect, row.number),
         plan.received_at,
@@ -425,6 +450,28 @@ def _csv_record(plan: UploadPlan, member: MemberPlan, dialect: Dialect, row: Csv
         fields=row.fields,
         trigger=plan.trigger,
         framing_error=row.error,
+    )
+
+
+def _mapped_record(
+    plan: UploadPlan, member: MemberPlan, mapping: CsvMapping, row: CsvRow
+) -> RawRecord:
+    """A mapped CSV row as a canonical record (its payload: the canonical JSON; see
+    docs/CSV_MAPPING.md), or the row's framing or mapping error."""
+    error = row.error
+    payload = row.raw
+    if error is None and row.fields is not None:
+        mapped = map_row(mapping, row.fields)
+        if isinstance(mapped, Rejection):
+            error = mapped
+        else:
+            payload = orjson.dumps(mapped)
+    return RawRecord(
+        _source(plan, member, Dialect.CANONICAL, row.number),
+        plan.received_at,
+        payload,
+        trigger=plan.trigger,
+        framing_error=error,
     )
 
 

@@ -50,6 +50,8 @@ class ErrorCode(StrEnum):
     BATCH_TOO_LARGE = "batch_too_large"
     INVALID_PAYLOAD = "invalid_payload"
     UNAUTHORIZED = "unauthorized"
+    INVALID_MAPPING = "invalid_mapping"
+    MAPPING_MISSING_COLUMN = "mapping_missing_column"
 
 
 # One table: code -> (stable number for APIs that want integers, what it means).
@@ -82,6 +84,8 @@ ERROR_TABLE: dict[ErrorCode, tuple[int, str]] = {
     ErrorCode.BATCH_TOO_LARGE: (607, "more than 1000 records in one API call"),
     ErrorCode.INVALID_PAYLOAD: (608, "the request body is not in the expected shape"),
     ErrorCode.UNAUTHORIZED: (609, "missing or wrong credentials"),
+    ErrorCode.INVALID_MAPPING: (610, "the CSV column mapping is not in the expected format"),
+    ErrorCode.MAPPING_MISSING_COLUMN: (611, "the CSV lacks a column the mapping names"),
 }
 
 

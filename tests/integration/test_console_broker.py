@@ -30,6 +30,8 @@ def test_run_with_broker_serves_the_console(kafka_bootstrap: str, tmp_path: Path
             str(tmp_path / "data"),
             "--sftp-port",
             "0",
+            "--ftp-port",
+            "0",
             "--http-port",
             "0",
         ],

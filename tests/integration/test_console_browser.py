@@ -87,6 +87,8 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
             str(data),
             "--sftp-port",
             "0",
+            "--ftp-port",
+            "0",
             "--http-port",
             "0",
             "--settle",

@@ -43,6 +43,8 @@ def test_run_with_broker_hands_api_records_to_the_workers(
                 str(tmp_path / "data"),
                 "--sftp-port",
                 "0",
+                "--ftp-port",
+                "0",
                 "--http-port",
                 "0",
             ],

@@ -81,6 +81,8 @@ def test_the_printed_first_file_commands_work_when_pasted(tmp_path: Path) -> Non
             str(data),
             "--sftp-port",
             "0",
+            "--ftp-port",
+            "0",
             "--http-port",
             "0",
             "--settle",

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import ftplib
+import io
 import json
 import re
+import ssl
 import subprocess
 import sys
 import threading
@@ -28,6 +31,7 @@ class Running:
     password: str
     api_key: str
     passcode: str
+    ftp_port: int = 0
 
 
 def _read_welcome(proc: subprocess.Popen[str], deadline: float) -> str:
@@ -67,6 +71,8 @@ def running(tmp_path: Path) -> Iterator[Running]:
             str(data),
             "--sftp-port",
             "0",
+            "--ftp-port",
+            "0",
             "--http-port",
             "0",
             "--settle",
@@ -83,7 +89,8 @@ def running(tmp_path: Path) -> Iterator[Running]:
         passcode = re.search(r"X-CleverTap-Passcode (\S+)", text)
         sftp_port = re.search(r"sftp -P (\d+)", text)
         http_port = re.search(r"http://127\.0\.0\.1:(\d+)/", text)
-        assert creds and api_key and passcode and sftp_port and http_port, text
+        ftp_port = re.search(r"ftp://127\.0\.0\.1:(\d+)/", text)
+        assert creds and api_key and passcode and sftp_port and http_port and ftp_port, text
         yield Running(
             proc,
             data,
@@ -93,6 +100,7 @@ def running(tmp_path: Path) -> Iterator[Running]:
             creds[2],
             api_key[1],
             passcode[1],
+            int(ftp_port[1]),
         )
     finally:
         proc.terminate()
@@ -206,3 +214,21 @@ def test_clevertap_api_and_sftp_share_one_pipeline(running: Running) -> None:
     assert record["profile_id"] == "email:ada@example.com"
     triggers = (running.data / "out" / "triggers.jsonl").read_bytes().splitlines()
     assert len(triggers) == 1  # real-time API events trigger by default
+
+
+def test_ftp_tls_drop_reaches_the_outputs(running: Running) -> None:
+    cert = running.data / "ftp_tls_cert.pem"  # generated at the first start
+    ftp = ftplib.FTP_TLS(context=ssl.create_default_context(cafile=str(cert)), timeout=20)
+    ftp.connect("127.0.0.1", running.ftp_port)
+    ftp.login(running.user, running.password)
+    ftp.prot_p()
+    ftp.storbinary("STOR events/over-ftps.jsonl", io.BytesIO(_events(20, "ftps")))
+    ftp.quit()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        files = {r["source"]["file"] for r in _accepted(running.data)}  # type: ignore[index]
+        if "over-ftps.jsonl" in files:
+            break
+        time.sleep(0.1)
+    accepted = [r for r in _accepted(running.data) if r["source"]["file"] == "over-ftps.jsonl"]  # type: ignore[index]
+    assert len(accepted) == 20
