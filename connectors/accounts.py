@@ -88,6 +88,7 @@ _KNOWN_KEYS = frozenset(
         "max_event_types",
         "max_properties",
         "dedup_window_seconds",
+        *(f"s3_{key}" for key in ("bucket", "prefix", "region", "endpoint_url", "access_key_id")),
     }
 )
 _SETTING_KEYS = ("max_event_types", "max_properties", "dedup_window_seconds")
@@ -205,6 +206,8 @@ class Account:
     dedup_fingerprint: bool = False
     dialect: str | None = None
     extra_settings: Mapping[str, Any] = field(default_factory=dict)
+    # S3 import source (docs/S3.md): bucket, prefix, region, endpoint_url, access_key_id
+    s3: Mapping[str, str] = field(default_factory=dict)
 
     def settings_mapping(self) -> dict[str, Any]:
         """The rule settings, in the form `AccountSettings.from_mapping` reads."""
@@ -434,6 +437,7 @@ def _parse_account(name: str, entry: Any) -> Account:
     if not isinstance(ct_id, str) or not ct_id:
         raise ValueError("clevertap_account_id must be a non-empty string")
     return Account(
+        s3=_parse_s3(entry),
         name=name,
         username=username,
         password_hash=hashes["password"],
@@ -446,6 +450,22 @@ def _parse_account(name: str, entry: Any) -> Account:
         dialect=dialect,
         extra_settings=extra,
     )
+
+
+def _parse_s3(entry: Mapping[str, Any]) -> dict[str, str]:
+    """The ``s3_*`` keys of an account (docs/S3.md); the secret key is never here."""
+    s3 = {key[3:]: entry[key] for key in entry if key.startswith("s3_")}
+    for key, value in s3.items():
+        if not isinstance(value, str):
+            raise ValueError(f"s3_{key} must be a string")
+    if s3 and not s3.get("bucket"):
+        raise ValueError("s3_bucket is required when any s3_ key is set")
+    if s3 and not s3.get("access_key_id"):
+        raise ValueError("s3_access_key_id is required when s3_bucket is set")
+    endpoint = s3.get("endpoint_url")
+    if endpoint is not None and not endpoint.startswith(("http://", "https://")):
+        raise ValueError("s3_endpoint_url must start with http:// or https://")
+    return s3
 
 
 def _check_public_key(line: str) -> None:

@@ -64,6 +64,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--http-port", type=int, default=int(os.environ.get("TIDEGATE_HTTP_PORT", "8080"))
     )
     r.add_argument("--settle", type=float, default=2.0, help="seconds after an upload completes")
+    r.add_argument(
+        "--s3-interval",
+        type=float,
+        default=float(os.environ.get("TIDEGATE_S3_INTERVAL", "30")),
+        help="seconds between listings of each account's S3 prefix (docs/S3.md)",
+    )
 
     w = sub.add_parser("worker", help="run a Faust worker of the Kafka runtime")
     w.add_argument("--broker", default=os.environ.get("TIDEGATE_BROKER", "kafka://127.0.0.1:9092"))
@@ -86,6 +92,11 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--data", type=Path, default=DEFAULT_DATA)
     u.add_argument("--errors", action="store_true", help="write the feedback file to stdout")
     u.add_argument("--json", action="store_true")
+
+    s3 = sub.add_parser("s3-secret", help="store an account's S3 secret access key (stdin)")
+    s3.add_argument("account")
+    s3.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    s3.add_argument("--config", type=Path, help="accounts file (default: DATA/accounts.toml)")
     return parser
 
 
@@ -150,6 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "worker": _lazy("tidegate.commands", "cmd_worker"),
         "uploads": _lazy("tidegate.commands", "cmd_uploads"),
         "upload": _lazy("tidegate.commands", "cmd_upload"),
+        "s3-secret": _lazy("tidegate.s3_secret", "cmd_s3_secret"),
     }
     from streams.embedded.engine import DataDirInUse
 

@@ -14,6 +14,7 @@ from connectors.accounts import Account, Accounts, Credentials, ensure_demo_acco
 from connectors.http.app import create_app
 from connectors.http.server import serve_http
 from connectors.ports import Ingest
+from connectors.s3 import start_s3_imports
 from connectors.sftp import start_sftp_server
 from connectors.watch import start_watch_folder
 from streams import topics as T
@@ -82,7 +83,13 @@ async def serve_connectors(
         stack.callback(sftp.close)
         watch = await start_watch_folder(data / "watch", accounts, ingest, args.settle)
         stack.push_async_callback(watch.aclose)
-        http = await serve_http(create_app(ingest, accounts), args.host, args.http_port)
+        s3 = await start_s3_imports(
+            data, accounts, ingest, poll_interval=getattr(args, "s3_interval", 30.0)
+        )
+        stack.push_async_callback(s3.aclose)
+        http = await serve_http(
+            create_app(ingest, accounts, source_status=s3.source_status), args.host, args.http_port
+        )
         stack.push_async_callback(http.close)
         _print_welcome(args, data, config, accounts, sftp.port, http.port, created, runtime_name)
 
