@@ -60,6 +60,17 @@ def _unavailable(reason: str) -> None:
     pytest.skip(f"no S3 server: {reason}")
 
 
+BUCKET = "tidegate-imports"
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """One s3proxy per test module, with the bucket `BUCKET`."""
+    with s3_server(tmp_path_factory.mktemp("s3server")) as server:
+        server.client().create_bucket(Bucket=BUCKET)
+        yield server
+
+
 @contextmanager
 def s3_server(root: Path) -> Iterator[S3Server]:
     """Starts scripts/s3server in its own process on a free loopback port; stops it after."""

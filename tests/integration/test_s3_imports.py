@@ -23,18 +23,11 @@ import pytest
 
 from connectors.accounts import add_account
 from connectors.s3 import read_s3_secret, secret_path, write_s3_secret
-from tests.integration.s3_helpers import SECRET_KEY, S3Server, free_port, s3_server
+from tests.integration.s3_helpers import BUCKET, SECRET_KEY, S3Server, free_port, s3
 from tests.integration.test_embedded_crash import _event_ids
 
 SEEDS = Path(__file__).resolve().parents[1] / "fixtures" / "seeds"
-BUCKET = "tidegate-imports"
-
-
-@pytest.fixture(scope="module")
-def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
-    with s3_server(tmp_path_factory.mktemp("s3server")) as server:
-        server.client().create_bucket(Bucket=BUCKET)
-        yield server
+__all__ = ["s3"]  # the fixture
 
 
 @dataclass
