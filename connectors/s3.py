@@ -368,7 +368,14 @@ class S3Imports:
         """Lists the prefix and hands over every new object (raises on S3 failures)."""
         client = await asyncio.to_thread(self._client, source)
         listing = await asyncio.to_thread(self._list, client, source)
-        self._set_status(source.account, state="ok", error=None, last_listed_at=_now())
+        self._set_status(
+            source.account,
+            state="ok",
+            error=None,
+            failures=0,
+            retry_in_seconds=None,
+            last_listed_at=_now(),
+        )
         for key, etag in listing:
             filename = key[len(source.prefix) :]
             if not filename or "/" in filename:

@@ -263,9 +263,17 @@ def test_wrong_credentials_show_on_the_status_and_recover_when_fixed(
     assert run.get("/uploads", keys["acme"])["uploads"] == []
     assert acme["retry_in_seconds"] > 0.3  # backing off
 
-    write_s3_secret(data, "acme", SECRET_KEY)
+    fixed = subprocess.run(
+        [sys.executable, "-m", "tidegate.cli", "s3-secret", "acme", "--data", str(data)],
+        input=SECRET_KEY + "\n",
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert SECRET_KEY not in fixed.stdout + fixed.stderr
     _wait("the import after the fix", lambda: _final(run, keys["acme"], "late.json"), timeout=90)
-    assert run.get("/sources", keys["acme"])["s3"]["state"] == "ok"
+    status = run.get("/sources", keys["acme"])["s3"]
+    assert (status["state"], status["error"], status["failures"]) == ("ok", None, 0)
     log = run.log.read_text()
     assert "s3: acme: bucket tidegate-imports" in log and "bad_credentials" in log
     assert wrong not in log and SECRET_KEY not in log
