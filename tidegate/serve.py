@@ -92,6 +92,8 @@ async def serve_connectors(
         )
         stack.push_async_callback(http.close)
         _print_welcome(args, data, config, accounts, sftp.port, http.port, created, runtime_name)
+        for source in s3.sources.values():
+            print(f"  S3 import        {source.account}: s3://{source.bucket}/{source.prefix}")
 
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

@@ -199,6 +199,12 @@ def test_objects_put_into_the_bucket_become_uploads_with_their_outcomes(
         ), (name, view)
     uploads = run.get("/uploads", keys["acme"])["uploads"]
     assert sorted(u["filename"] for u in uploads) == sorted(objects)  # nothing else imported
+    km = next(u for u in uploads if u["filename"] == "km.json")
+    feedback = httpx.get(
+        f"{run.http}/uploads/{km['upload_id']}/errors",
+        headers={"Authorization": f"Bearer {keys['acme']}"},
+    )
+    assert feedback.status_code == 200 and b"missing_identity" in feedback.content
     status = run.get("/sources", keys["acme"])["s3"]
     assert status["state"] == "ok" and status["bucket"] == BUCKET
 
