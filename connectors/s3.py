@@ -432,19 +432,20 @@ class S3Imports:
         received_at = datetime.now(UTC)
         try:
             fetched_etag = await asyncio.to_thread(self._download, client, source, key, target)
+            claim = self.handover.claim(
+                target,
+                account=account,
+                folder=EVENTS,
+                filename=filename,
+                received_at=received_at,
+                trigger=None,
+                dialect=source.dialect,
+            )
         except BaseException:
+            # nothing was handed over (a failed claim leaves no claim directory)
             target.unlink(missing_ok=True)
             self.state.delete(account, key)  # fetched again at the next poll
             raise
-        claim = self.handover.claim(
-            target,
-            account=account,
-            folder=EVENTS,
-            filename=filename,
-            received_at=received_at,
-            trigger=None,
-            dialect=source.dialect,
-        )
         self.state.put(account, key, fetched_etag or etag, filename, "claimed", None)
         log.info("s3: %s/%s fetched (%d bytes)", account, key, claim.path.stat().st_size)
         self._spawn(self._submit(claim))
