@@ -80,6 +80,8 @@ ACCOUNT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
 DEMO_ACCOUNT = "demo"
 _SECRET_FIELDS = ("password", "api_key", "passcode")
+#: An account's S3 source (docs/S3.md); its secret key is never in the accounts file.
+S3_KEYS = tuple(f"s3_{k}" for k in ("bucket", "prefix", "region", "endpoint_url", "access_key_id"))
 _KNOWN_KEYS = frozenset(
     {
         "csv_mapping",
@@ -95,6 +97,7 @@ _KNOWN_KEYS = frozenset(
         "max_event_types",
         "max_properties",
         "dedup_window_seconds",
+        *S3_KEYS,
     }
 )
 _SETTING_KEYS = ("max_event_types", "max_properties", "dedup_window_seconds")
@@ -213,6 +216,8 @@ class Account:
     dialect: str | None = None
     extra_settings: Mapping[str, Any] = field(default_factory=dict)
     csv_mapping: CsvMapping | None = None  # default column mapping of its CSV uploads
+    # S3 import source (docs/S3.md): bucket, prefix, region, endpoint_url, access_key_id
+    s3: Mapping[str, str] = field(default_factory=dict)
 
     def settings_mapping(self) -> dict[str, Any]:
         """The rule settings, in the form `AccountSettings.from_mapping` reads."""
@@ -448,6 +453,7 @@ def _parse_account(name: str, entry: Any) -> Account:
     if not isinstance(ct_id, str) or not ct_id:
         raise ValueError("clevertap_account_id must be a non-empty string")
     return Account(
+        s3=_parse_s3(entry),
         name=name,
         username=username,
         password_hash=hashes["password"],
@@ -461,6 +467,22 @@ def _parse_account(name: str, entry: Any) -> Account:
         extra_settings=extra,
         csv_mapping=csv_mapping,
     )
+
+
+def _parse_s3(entry: Mapping[str, Any]) -> dict[str, str]:
+    """The ``s3_*`` keys of an account (docs/S3.md); the secret key is never here."""
+    s3 = {key[3:]: entry[key] for key in entry if key.startswith("s3_")}
+    for key, value in s3.items():
+        if not isinstance(value, str):
+            raise ValueError(f"s3_{key} must be a string")
+    if s3 and not s3.get("bucket"):
+        raise ValueError("s3_bucket is required when any s3_ key is set")
+    if s3 and not s3.get("access_key_id"):
+        raise ValueError("s3_access_key_id is required when s3_bucket is set")
+    endpoint = s3.get("endpoint_url")
+    if endpoint is not None and not endpoint.startswith(("http://", "https://")):
+        raise ValueError("s3_endpoint_url must start with http:// or https://")
+    return s3
 
 
 def _check_public_key(line: str) -> None:
@@ -599,7 +621,7 @@ def add_account(
 
 
 #: Per-account settings `set_account` changes (`tidegate accounts set NAME KEY=VALUE`).
-SETTABLE = ("trigger_imports", "dedup_fingerprint", "dialect", *_SETTING_KEYS)
+SETTABLE = ("trigger_imports", "dedup_fingerprint", "dialect", *_SETTING_KEYS, *S3_KEYS)
 #: Credentials `rotate_credential` replaces.
 ROTATABLE = ("password", "api_key", "passcode")
 
@@ -623,31 +645,36 @@ def _edit(path: Path, name: str, change: Callable[[Any], None]) -> None:
         _write_private(path, text)
 
 
-def set_account(path: Path, name: str, key: str, value: str) -> Any:
-    """Sets one per-account setting from its command-line text; returns the typed value.
-    `dialect=` or a limit set to `default` removes the key (the default applies)."""
+def _setting_value(key: str, value: str) -> Any:
+    """A setting's typed value from its command-line text (None: back to the default)."""
     if key not in SETTABLE:
         raise AccountsConfigError(f"{key!r} cannot be set; one of: {', '.join(SETTABLE)}")
-    typed: Any
     if value == "default" and key not in ("trigger_imports", "dedup_fingerprint"):
-        typed = None
-    elif key in ("trigger_imports", "dedup_fingerprint"):
+        return None
+    if key in ("trigger_imports", "dedup_fingerprint"):
         if value.lower() not in ("true", "false", "yes", "no", "on", "off", "1", "0"):
             raise AccountsConfigError(f"{key} must be true or false, not {value!r}")
-        typed = value.lower() in ("true", "yes", "on", "1")
-    elif key == "dialect":
-        typed = value
-    else:
-        try:
-            typed = int(value)
-        except ValueError:
-            raise AccountsConfigError(f"{key} must be a whole number, not {value!r}") from None
+        return value.lower() in ("true", "yes", "on", "1")
+    if key == "dialect" or key in S3_KEYS:
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        raise AccountsConfigError(f"{key} must be a whole number, not {value!r}") from None
+
+
+def set_account(path: Path, name: str, changes: Mapping[str, str]) -> dict[str, Any]:
+    """Sets per-account settings from their command-line text, all in one write (an S3
+    source needs its bucket and key id together); returns the typed values. `dialect=`,
+    an `s3_` key or a limit set to `default` removes the key (the default applies)."""
+    typed = {key: _setting_value(key, value) for key, value in changes.items()}
 
     def change(table: Any) -> None:
-        if typed is None:
-            table[name].pop(key, None)
-        else:
-            table[name][key] = typed
+        for key, value in typed.items():
+            if value is None:
+                table[name].pop(key, None)
+            else:
+                table[name][key] = value
 
     _edit(path, name, change)
     return typed

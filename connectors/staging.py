@@ -52,7 +52,8 @@ from streams.core.records import Dialect
 log = logging.getLogger("tidegate.uploads")
 
 #: The drop folders of an account and the trigger opt-in each one means.
-FOLDERS: dict[str, bool | None] = {"events": None, "events-trigger": True}
+EVENTS = "events"  # the passive folder (S3 imports land here too)
+FOLDERS: dict[str, bool | None] = {EVENTS: None, "events-trigger": True}
 
 REJECTED_SUFFIX = ".rejected.txt"
 ERROR_SUFFIX = ".error.txt"

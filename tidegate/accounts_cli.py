@@ -121,12 +121,13 @@ def _run(args: argparse.Namespace, path: Path, print_json: Any) -> int:
         print(f"account {args.name} removed (its uploads and outputs are kept)")
         return 0
     if action == "set":
-        changed = {}
+        wanted = {}
         for assignment in args.assignments:
             key, eq, value = assignment.partition("=")
             if not eq:
                 raise AccountsConfigError(f"{assignment!r}: write KEY=VALUE")
-            changed[key] = set_account(path, args.name, key.strip(), value.strip())
+            wanted[key.strip()] = value.strip()
+        changed = set_account(path, args.name, wanted)
         if args.json:
             print_json({"account": args.name, **changed})
         else:

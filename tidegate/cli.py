@@ -94,6 +94,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=os.environ.get("TIDEGATE_FTP_ALLOW_PLAIN") == "1",
         help="also accept plain FTP (passwords in clear text): off by default",
     )
+    r.add_argument(
+        "--s3-interval",
+        type=float,
+        default=float(os.environ.get("TIDEGATE_S3_INTERVAL", "30")),
+        help="seconds between listings of each account's S3 prefix (docs/S3.md)",
+    )
 
     w = sub.add_parser("worker", help="run a Faust worker of the Kafka runtime")
     w.add_argument("--broker", default=os.environ.get("TIDEGATE_BROKER", "kafka://127.0.0.1:9092"))
@@ -123,6 +129,10 @@ def build_parser() -> argparse.ArgumentParser:
     from tidegate.replay import add_parser as add_replay_parser
 
     add_replay_parser(sub, DEFAULT_DATA)
+    s3 = sub.add_parser("s3-secret", help="store an account's S3 secret access key (stdin)")
+    s3.add_argument("account")
+    s3.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    s3.add_argument("--config", type=Path, help="accounts file (default: DATA/accounts.toml)")
     return parser
 
 
@@ -170,6 +180,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "upload": _lazy("tidegate.commands", "cmd_upload"),
         "accounts": _lazy("tidegate.accounts_cli", "cmd_accounts"),
         "replay": _lazy("tidegate.replay", "cmd_replay"),
+        "s3-secret": _lazy("tidegate.s3_secret", "cmd_s3_secret"),
     }
     from streams.embedded.engine import DataDirInUse
 

@@ -22,6 +22,7 @@ from connectors.ftp import FtpDropServer, FtpSettings, parse_port_range, start_f
 from connectors.http.app import create_app
 from connectors.http.server import serve_http
 from connectors.ops_metrics import install as install_metrics
+from connectors.s3 import start_s3_imports
 from connectors.sftp import start_sftp_server
 from connectors.watch import start_watch_folder
 from streams import topics as T
@@ -121,7 +122,11 @@ async def serve_connectors(
             ftp_port = ftp.port
         watch = await start_watch_folder(data / "watch", accounts, ingest, args.settle)
         stack.push_async_callback(watch.aclose)
-        app = create_app(ingest, live)
+        s3 = await start_s3_imports(
+            data, accounts, ingest, poll_interval=getattr(args, "s3_interval", 30.0)
+        )
+        stack.push_async_callback(s3.aclose)
+        app = create_app(ingest, live, source_status=s3.source_status)
         http = await serve_http(app, args.host, args.http_port)
         stack.push_async_callback(http.close)
         live.listeners += [sftp.update_accounts, watch.update_accounts]
@@ -150,6 +155,8 @@ async def serve_connectors(
             runtime_name,
             ftp_line=_ftp_welcome(args.host, ftp_port, ftp_settings) if ftp_port else None,
         )
+        for source in s3.sources.values():
+            print(f"  S3 import        {source.account}: s3://{source.bucket}/{source.prefix}")
         _print_console(args.host, http.port, secrets)
 
         stop = asyncio.Event()

@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from connectors.http import clevertap, errors, naxai, uploads
+from connectors.http import clevertap, errors, naxai, sources, uploads
 from connectors.http.context import (
     Authenticator,
     Clock,
@@ -46,6 +46,7 @@ def create_app(
     *,
     clock: Clock = utc_now,
     limits: HttpLimits = HttpLimits(),  # noqa: B008 (frozen, immutable default)
+    source_status: sources.SourceStatus | None = None,
 ) -> Starlette:
     """The HTTP API over ``ingest``; ``auth`` checks credentials; ``clock`` stamps receipt.
 
@@ -88,6 +89,9 @@ def create_app(
     async def on_error(request: Request, exc: Exception) -> Response:
         return render(request, ApiError(500, errors.INTERNAL_ERROR, "internal error"))
 
+    async def list_sources(request: Request) -> Response:
+        return await sources.list_sources(ctx, request, source_status or (lambda _account: None))
+
     routes = [
         Route(clevertap.PATH, _bind(ctx, clevertap.upload), methods=["POST"]),
         Route(naxai.PATH, _bind(ctx, naxai.events), methods=["POST"]),
@@ -95,6 +99,7 @@ def create_app(
         Route("/uploads/{upload_id}", _bind(ctx, uploads.get_upload), methods=["GET"]),
         Route("/uploads/{upload_id}/errors", _bind(ctx, uploads.feedback), methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
+        Route("/sources", list_sources, methods=["GET"]),
         Route("/metrics", metrics_endpoint, methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"]),
     ]

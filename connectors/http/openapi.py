@@ -394,6 +394,27 @@ def build_openapi(limits: HttpLimits | None = None) -> dict[str, Any]:
                 },
             }
         },
+        "/sources": {
+            "get": {
+                "operationId": "listSources",
+                "summary": "The status of the account's import sources (its S3 bucket, docs/S3.md)",
+                "security": SECURITY,
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "required": ["account", "s3"],
+                            "properties": {
+                                "account": {"type": "string"},
+                                "s3": {"type": ["object", "null"]},
+                            },
+                        },
+                        "Sources",
+                    ),
+                    **_errors("Error", 401, 503),
+                },
+            }
+        },
         "/healthz": {
             "get": {
                 "operationId": "health",
