@@ -88,6 +88,8 @@ _KNOWN_KEYS = frozenset(
         "max_event_types",
         "max_properties",
         "dedup_window_seconds",
+        "notify_emails",
+        "webhooks",
     }
 )
 _SETTING_KEYS = ("max_event_types", "max_properties", "dedup_window_seconds")
@@ -205,6 +207,10 @@ class Account:
     dedup_fingerprint: bool = False
     dialect: str | None = None
     extra_settings: Mapping[str, Any] = field(default_factory=dict)
+    # where the end of each upload is told (docs/NOTIFICATIONS.md); webhook secrets are
+    # kept apart, in DATA/webhook_secrets.json
+    notify_emails: tuple[str, ...] = ()
+    webhooks: tuple[str, ...] = ()
 
     def settings_mapping(self) -> dict[str, Any]:
         """The rule settings, in the form `AccountSettings.from_mapping` reads."""
@@ -445,7 +451,21 @@ def _parse_account(name: str, entry: Any) -> Account:
         dedup_fingerprint=flags["dedup_fingerprint"],
         dialect=dialect,
         extra_settings=extra,
+        notify_emails=_string_list(entry, "notify_emails", "@", "email addresses"),
+        webhooks=_string_list(entry, "webhooks", "http", "http:// or https:// URLs"),
     )
+
+
+def _string_list(entry: Mapping[str, Any], key: str, must: str, what: str) -> tuple[str, ...]:
+    values = entry.get(key, [])
+    ok = isinstance(values, list) and all(isinstance(v, str) for v in values)
+    if ok and must == "http":
+        ok = all(v.startswith(("http://", "https://")) for v in values)
+    elif ok:
+        ok = all(must in v for v in values)
+    if not ok:
+        raise ValueError(f"{key} must be a list of {what}")
+    return tuple(values)
 
 
 def _check_public_key(line: str) -> None:

@@ -8,11 +8,14 @@ import contextlib
 import logging
 import signal
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from pathlib import Path
 
 from connectors.accounts import Account, Accounts, Credentials, ensure_demo_account, load_accounts
 from connectors.http.app import create_app
 from connectors.http.server import serve_http
+from connectors.notifications.service import Notifier
+from connectors.notifications.settings import NotifySettings
 from connectors.ports import Ingest
 from connectors.sftp import start_sftp_server
 from connectors.watch import start_watch_folder
@@ -69,6 +72,11 @@ async def serve_connectors(
     config = accounts_path(args.config, data)
     async with contextlib.AsyncExitStack() as stack:
         stack.push_async_callback(stop_ingest)
+        # the notifier learns final statuses through the port, so both runtimes notify
+        notifier = Notifier(ingest, accounts, data, NotifySettings.from_env())
+        await notifier.start()
+        stack.push_async_callback(notifier.stop)
+        ingest = notifier.wrap(ingest)
         sftp = await start_sftp_server(
             args.host,
             args.sftp_port,
@@ -84,6 +92,10 @@ async def serve_connectors(
         stack.push_async_callback(watch.aclose)
         http = await serve_http(create_app(ingest, accounts), args.host, args.http_port)
         stack.push_async_callback(http.close)
+        if not notifier.settings.console_url:  # links in emails point at this HTTP server
+            notifier.settings = replace(
+                notifier.settings, console_url=f"http://{args.host}:{http.port}"
+            )
         _print_welcome(args, data, config, accounts, sftp.port, http.port, created, runtime_name)
 
         stop = asyncio.Event()
