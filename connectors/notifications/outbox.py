@@ -8,8 +8,11 @@ is sent again with the same delivery id (the receiver deduplicates by it).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -80,6 +83,9 @@ class Outbox:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._db: aiosqlite.Connection | None = None
+        # one connection shared by the watcher, the senders and the port: a transaction
+        # of one task must never take in another task's statement
+        self._lock = asyncio.Lock()
 
     @property
     def db(self) -> aiosqlite.Connection:
@@ -102,6 +108,17 @@ class Outbox:
         )
         return True
 
+    @contextlib.asynccontextmanager
+    async def _write(self) -> AsyncIterator[aiosqlite.Connection]:
+        async with self._lock:
+            await self.db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.db
+                await self.db.execute("COMMIT")
+            except BaseException:
+                await self.db.execute("ROLLBACK")
+                raise
+
     async def close(self) -> None:
         if self._db is not None:
             await self._db.close()
@@ -110,9 +127,10 @@ class Outbox:
     # ---------------------------------------------------------------- watcher side
 
     async def watch(self, upload_ids: list[str], *, done: bool = False) -> None:
-        await self.db.executemany(
-            "INSERT OR IGNORE INTO watched VALUES (?, ?)", [(u, int(done)) for u in upload_ids]
-        )
+        async with self._write() as db:
+            await db.executemany(
+                "INSERT OR IGNORE INTO watched VALUES (?, ?)", [(u, int(done)) for u in upload_ids]
+            )
 
     async def watching(self) -> list[str]:
         async with self.db.execute("SELECT upload_id FROM watched WHERE done = 0") as cur:
@@ -130,48 +148,39 @@ class Outbox:
         """One delivery per target, in one transaction with the end of the watch."""
         now = time.time()
         body = orjson.dumps(report)
-        await self.db.execute("BEGIN IMMEDIATE")
-        try:
-            await self.db.executemany(
+        async with self._write() as db:
+            await db.executemany(
                 "INSERT OR IGNORE INTO deliveries (delivery_id, subject, account, target, "
                 "report, next_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 [(str(uuid.uuid4()), subject, account, t, body, now, now) for t in targets],
             )
             if finishes_watch:
-                await self.db.execute("UPDATE watched SET done = 1 WHERE upload_id = ?", (subject,))
-            await self.db.execute("COMMIT")
-        except BaseException:
-            await self.db.execute("ROLLBACK")
-            raise
+                await db.execute("UPDATE watched SET done = 1 WHERE upload_id = ?", (subject,))
 
     # ---------------------------------------------------------------- sender side
 
     async def recover(self) -> int:
         """Attempts cut short by a crash: their result is unknown, so they are sent again."""
-        cursor = await self.db.execute(
-            "UPDATE deliveries SET state = 'pending' WHERE state = 'sending'"
-        )
+        async with self._write() as db:
+            cursor = await db.execute(
+                "UPDATE deliveries SET state = 'pending' WHERE state = 'sending'"
+            )
         return cursor.rowcount
 
     async def claim_due(self, limit: int, now: float | None = None) -> list[Delivery]:
         """Due pending deliveries, marked ``sending`` before any attempt starts."""
         now = time.time() if now is None else now
-        await self.db.execute("BEGIN IMMEDIATE")
-        try:
-            async with self.db.execute(
+        async with self._write() as db:
+            async with db.execute(
                 f"SELECT {_COLUMNS} FROM deliveries WHERE state = 'pending' AND next_at <= ? "
                 "ORDER BY next_at LIMIT ?",
                 (now, limit),
             ) as cur:
                 rows = [_delivery(r) for r in await cur.fetchall()]
-            await self.db.executemany(
+            await db.executemany(
                 "UPDATE deliveries SET state = 'sending' WHERE delivery_id = ?",
                 [(d.delivery_id,) for d in rows],
             )
-            await self.db.execute("COMMIT")
-        except BaseException:
-            await self.db.execute("ROLLBACK")
-            raise
         return rows
 
     async def next_due(self) -> float | None:
@@ -182,19 +191,26 @@ class Outbox:
         return row[0] if row else None
 
     async def delivered(self, delivery_id: str) -> None:
-        await self.db.execute(
-            "UPDATE deliveries SET state = 'delivered', attempts = attempts + 1, "
-            "delivered_at = ?, last_error = NULL WHERE delivery_id = ?",
-            (time.time(), delivery_id),
-        )
+        async with self._write() as db:
+            await db.execute(
+                "UPDATE deliveries SET state = 'delivered', attempts = attempts + 1, "
+                "delivered_at = ?, last_error = NULL WHERE delivery_id = ?",
+                (time.time(), delivery_id),
+            )
 
     async def attempt_failed(self, delivery_id: str, error: str, retry_at: float | None) -> None:
         """A failed attempt: retried at `retry_at`, or ``failed`` for good when None."""
-        await self.db.execute(
-            "UPDATE deliveries SET state = ?, attempts = attempts + 1, last_error = ?, "
-            "next_at = COALESCE(?, next_at) WHERE delivery_id = ?",
-            ("pending" if retry_at is not None else "failed", error[:500], retry_at, delivery_id),
-        )
+        async with self._write() as db:
+            await db.execute(
+                "UPDATE deliveries SET state = ?, attempts = attempts + 1, last_error = ?, "
+                "next_at = COALESCE(?, next_at) WHERE delivery_id = ?",
+                (
+                    "pending" if retry_at is not None else "failed",
+                    error[:500],
+                    retry_at,
+                    delivery_id,
+                ),
+            )
 
     # ---------------------------------------------------------------- operator side
 
@@ -223,5 +239,6 @@ class Outbox:
         if delivery_ids is not None:
             query += f" AND delivery_id IN ({','.join('?' * len(delivery_ids))})"
             args += delivery_ids
-        cursor = await self.db.execute(query, args)
+        async with self._write() as db:
+            cursor = await db.execute(query, args)
         return cursor.rowcount
