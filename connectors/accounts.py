@@ -98,9 +98,12 @@ _KNOWN_KEYS = frozenset(
         "max_properties",
         "dedup_window_seconds",
         *S3_KEYS,
+        "notify_emails",
+        "webhooks",
     }
 )
 _SETTING_KEYS = ("max_event_types", "max_properties", "dedup_window_seconds")
+_LIST_KEYS = ("notify_emails", "webhooks")  # notification targets (docs/NOTIFICATIONS.md)
 _DIALECTS = frozenset({"zeta", "vero", "kissmetrics", "naxai", "clevertap", "canonical"})
 _KEY_TYPES = frozenset(
     {
@@ -218,6 +221,10 @@ class Account:
     csv_mapping: CsvMapping | None = None  # default column mapping of its CSV uploads
     # S3 import source (docs/S3.md): bucket, prefix, region, endpoint_url, access_key_id
     s3: Mapping[str, str] = field(default_factory=dict)
+    # where the end of each upload is told (docs/NOTIFICATIONS.md); webhook secrets are
+    # kept apart, in DATA/webhook_secrets.json
+    notify_emails: tuple[str, ...] = ()
+    webhooks: tuple[str, ...] = ()
 
     def settings_mapping(self) -> dict[str, Any]:
         """The rule settings, in the form `AccountSettings.from_mapping` reads."""
@@ -466,6 +473,8 @@ def _parse_account(name: str, entry: Any) -> Account:
         dialect=dialect,
         extra_settings=extra,
         csv_mapping=csv_mapping,
+        notify_emails=_string_list(entry, "notify_emails", "@", "email addresses"),
+        webhooks=_string_list(entry, "webhooks", "http", "http:// or https:// URLs"),
     )
 
 
@@ -483,6 +492,18 @@ def _parse_s3(entry: Mapping[str, Any]) -> dict[str, str]:
     if endpoint is not None and not endpoint.startswith(("http://", "https://")):
         raise ValueError("s3_endpoint_url must start with http:// or https://")
     return s3
+
+
+def _string_list(entry: Mapping[str, Any], key: str, must: str, what: str) -> tuple[str, ...]:
+    values = entry.get(key, [])
+    ok = isinstance(values, list) and all(isinstance(v, str) for v in values)
+    if ok and must == "http":
+        ok = all(v.startswith(("http://", "https://")) for v in values)
+    elif ok:
+        ok = all(must in v for v in values)
+    if not ok:
+        raise ValueError(f"{key} must be a list of {what}")
+    return tuple(values)
 
 
 def _check_public_key(line: str) -> None:
@@ -621,7 +642,14 @@ def add_account(
 
 
 #: Per-account settings `set_account` changes (`tidegate accounts set NAME KEY=VALUE`).
-SETTABLE = ("trigger_imports", "dedup_fingerprint", "dialect", *_SETTING_KEYS, *S3_KEYS)
+SETTABLE = (
+    "trigger_imports",
+    "dedup_fingerprint",
+    "dialect",
+    *_SETTING_KEYS,
+    *S3_KEYS,
+    *_LIST_KEYS,
+)
 #: Credentials `rotate_credential` replaces.
 ROTATABLE = ("password", "api_key", "passcode")
 
@@ -657,6 +685,8 @@ def _setting_value(key: str, value: str) -> Any:
         return value.lower() in ("true", "yes", "on", "1")
     if key == "dialect" or key in S3_KEYS:
         return value
+    if key in _LIST_KEYS:  # comma-separated on the command line
+        return [item.strip() for item in value.split(",") if item.strip()] or None
     try:
         return int(value)
     except ValueError:

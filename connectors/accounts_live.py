@@ -93,6 +93,9 @@ class LiveAccounts:
     def names(self) -> list[str]:
         return self.current.names
 
+    def get(self, name: str) -> Account | None:
+        return self.current.get(name)
+
     def verify_api_key(self, account: str, key: str) -> bool:
         return self.current.verify_api_key(account, key)
 

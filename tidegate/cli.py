@@ -117,6 +117,15 @@ def build_parser() -> argparse.ArgumentParser:
     us.add_argument("--json", action="store_true")
     us.add_argument("--limit", type=int, default=50)
 
+    n = sub.add_parser("notifications", help="emails and webhooks: deliveries, re-sends, secrets")
+    n.add_argument("action", choices=["list", "resend", "secret"])
+    n.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    n.add_argument("--account", required=True)
+    n.add_argument("--state", choices=["pending", "sending", "delivered", "failed"])
+    n.add_argument("--id", action="append", dest="ids", help="resend: only this delivery id")
+    n.add_argument("--url", help="secret: the webhook URL whose signing secret to (re)create")
+    n.add_argument("--json", action="store_true")
+
     u = sub.add_parser("upload", help="one upload; --errors downloads its feedback file")
     u.add_argument("upload_id")
     u.add_argument("--data", type=Path, default=DEFAULT_DATA)
@@ -181,6 +190,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "accounts": _lazy("tidegate.accounts_cli", "cmd_accounts"),
         "replay": _lazy("tidegate.replay", "cmd_replay"),
         "s3-secret": _lazy("tidegate.s3_secret", "cmd_s3_secret"),
+        "notifications": _lazy("tidegate.notifications", "cmd_notifications"),
     }
     from streams.embedded.engine import DataDirInUse
 

@@ -8,9 +8,10 @@ import contextlib
 import logging
 import signal
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from connectors.accounts import Account, Accounts, Credentials, ensure_demo_account, load_accounts
 from connectors.accounts_live import LiveAccounts
@@ -21,6 +22,8 @@ from connectors.files.reader import upload_reader
 from connectors.ftp import FtpDropServer, FtpSettings, parse_port_range, start_ftp_server
 from connectors.http.app import create_app
 from connectors.http.server import serve_http
+from connectors.notifications.service import Notifier
+from connectors.notifications.settings import NotifySettings
 from connectors.ops_metrics import install as install_metrics
 from connectors.s3 import start_s3_imports
 from connectors.sftp import start_sftp_server
@@ -102,6 +105,11 @@ async def serve_connectors(
     live = LiveAccounts(config, accounts)
     async with contextlib.AsyncExitStack() as stack:
         stack.push_async_callback(stop_ingest)
+        # the notifier learns final statuses through the port, so both runtimes notify
+        notifier = Notifier(ingest, live, data, NotifySettings.from_env())
+        await notifier.start()
+        stack.push_async_callback(notifier.stop)
+        ingest = cast(ConsoleIngest, notifier.wrap(ingest))  # extras pass through
         sftp = await start_sftp_server(
             args.host,
             args.sftp_port,
@@ -144,6 +152,10 @@ async def serve_connectors(
         stack.callback(console.close)  # ends the event streams first, so the server stops fast
         _metrics, lag = install_metrics(app.state.tidegate.metrics.registry, ingest, sftp, watch)
         stack.callback(lag.cancel)
+        if not notifier.settings.console_url:  # links in emails point at this HTTP server
+            notifier.settings = replace(
+                notifier.settings, console_url=f"http://{args.host}:{http.port}"
+            )
         _print_welcome(
             args,
             data,

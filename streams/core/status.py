@@ -43,6 +43,8 @@ class UploadCounts:
 
 #: The warning of an upload that held no record (an empty file, an archive of folders).
 NO_RECORDS = "no records"
+#: The kind of a history row that records a file refused as a whole (none of it was read).
+REFUSED_KIND = "refused"
 
 
 def final_status(counts: UploadCounts, fatal: Rejection | None) -> UploadStatus:

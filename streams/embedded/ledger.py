@@ -20,6 +20,7 @@ from connectors.ports import DeadLetter, FileUpload, IngestUnavailable, Receipt,
 from streams.core.errors import ErrorCode, Rejection, Stage
 from streams.core.feedback import RejectedRow, feedback_file
 from streams.core.records import SourceKind
+from streams.core.status import REFUSED_KIND
 from streams.core.timeparse import to_iso
 from streams.embedded.schema import connect
 
@@ -30,8 +31,6 @@ _VIEW_COLUMNS = (
     "counts, warnings, fatal"
 )
 
-#: The kind of a history row that records a refused file (no record of it was read).
-REFUSED_KIND = "refused"
 
 Progress = Callable[[str], tuple[int, int] | None]
 

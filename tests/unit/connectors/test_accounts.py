@@ -271,3 +271,24 @@ def test_add_account_creates_the_file(tmp_path: Path) -> None:
     creds = add_account(path, "first")
     assert _mode(path) == 0o600
     assert load_accounts(path).verify_sftp("first", creds.password) is not None
+
+
+def test_notification_targets_are_account_settings(tmp_path: Path) -> None:
+    path = tmp_path / "accounts.toml"
+    path.write_text(
+        '[accounts.acme]\nnotify_emails = ["ops@acme.test"]\n'
+        'webhooks = ["https://hooks.acme.test/tidegate"]\n'
+    )
+    path.chmod(0o600)
+    acme = load_accounts(path).get("acme")
+    assert acme is not None
+    assert acme.notify_emails == ("ops@acme.test",)
+    assert acme.webhooks == ("https://hooks.acme.test/tidegate",)
+
+
+def test_a_webhook_that_is_not_an_http_url_is_a_configuration_error(tmp_path: Path) -> None:
+    path = tmp_path / "accounts.toml"
+    path.write_text('[accounts.acme]\nwebhooks = ["ftp://x"]\n')
+    path.chmod(0o600)
+    with pytest.raises(AccountsConfigError, match="webhooks"):
+        load_accounts(path)

@@ -1,0 +1,1 @@
+"""Telling the uploader when an upload ends: confirmation emails and signed webhooks."""

@@ -1,0 +1,50 @@
+"""Webhook signing secrets: plain (they must sign), in a 0600 file apart from accounts.toml."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets as random
+import tempfile
+from pathlib import Path
+
+FILE_NAME = "webhook_secrets.json"
+
+
+class WebhookSecrets:
+    """``{account: {url: secret}}`` in DATA/webhook_secrets.json, mode 0600; never logged."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def _load(self) -> dict[str, dict[str, str]]:
+        try:
+            data = json.loads(self.path.read_text("utf-8"))
+        except FileNotFoundError:
+            return {}
+        if not isinstance(data, dict):
+            raise ValueError(f"{self.path}: not a JSON object")
+        return data
+
+    def get(self, account: str, url: str) -> str | None:
+        """Read at each delivery, so a secret made by the CLI is used without a restart."""
+        return self._load().get(account, {}).get(url)
+
+    def create(self, account: str, url: str) -> str:
+        """A new random secret for (account, url), replacing any; returned once to show."""
+        secret = "whsec_" + random.token_urlsafe(32)
+        data = self._load()
+        data.setdefault(account, {})[url] = secret
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".webhook_secrets.")
+        try:
+            os.fchmod(fd, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as out:
+                json.dump(data, out, indent=1, sort_keys=True)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, self.path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return secret
