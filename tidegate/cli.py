@@ -1,4 +1,4 @@
-"""The `tidegate` command line: validate, import, run, worker, uploads, upload."""
+"""The `tidegate` command line: validate, import, run, worker, uploads, upload, doctor."""
 
 from __future__ import annotations
 
@@ -86,6 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--data", type=Path, default=DEFAULT_DATA)
     u.add_argument("--errors", action="store_true", help="write the feedback file to stdout")
     u.add_argument("--json", action="store_true")
+    d = sub.add_parser("doctor", help="check the data directory; --repair fixes what is safe")
+    d.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    d.add_argument("--repair", action="store_true", help="apply the safe repairs")
+    d.add_argument("--json", action="store_true")
     return parser
 
 
@@ -150,7 +154,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "worker": _lazy("tidegate.commands", "cmd_worker"),
         "uploads": _lazy("tidegate.commands", "cmd_uploads"),
         "upload": _lazy("tidegate.commands", "cmd_upload"),
+        "doctor": _lazy("tidegate.doctor", "cmd_doctor"),
     }
+    from streams.embedded.datadir import DataDirDamaged
     from streams.embedded.engine import DataDirInUse
 
     try:
@@ -160,6 +166,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DataDirInUse as busy:
         print(f"tidegate: {busy}", file=sys.stderr)
         return 2
+    except DataDirDamaged as damaged:
+        print(f"tidegate: {damaged}", file=sys.stderr)
+        return 3
 
 
 def _lazy(module: str, name: str) -> Callable[[argparse.Namespace], int]:

@@ -43,11 +43,11 @@ from streams.core.records import (
 from streams.core.settings import AccountSettings
 from streams.core.status import UploadCounts, final_status
 from streams.core.timeparse import to_iso
+from streams.embedded.datadir import DB_NAME, read_format, verify_data_dir, write_format
 from streams.embedded.schema import connect
 from streams.embedded.sinks import OutputFiles
 from streams.embedded.store import SqliteStateStore
 
-DB_NAME = "tidegate.db"
 # A transaction commits the decisions of this many records, or of this long, whichever
 # comes first (and always at the end of an upload): a commit writes every state page the
 # records touched, and dedup digests are random keys, so fewer, larger commits write far
@@ -213,8 +213,16 @@ class Engine:
         data_dir.mkdir(parents=True, exist_ok=True)
         self.data_dir = data_dir
         self._lock = _lock_data_dir(data_dir)
+        try:
+            # Damaged or newer state refuses to start: never a silent reset (datadir.py).
+            verify_data_dir(data_dir)
+        except BaseException:
+            self._lock.close()
+            raise
         self.db_path = data_dir / DB_NAME
         self.conn: sqlite3.Connection = connect(str(self.db_path))
+        if read_format(data_dir) is None:
+            write_format(data_dir)
         for pragma in ENGINE_PRAGMAS:
             self.conn.execute(f"PRAGMA {pragma}")
         committed = dict(self.conn.execute("SELECT name, offset FROM sinks").fetchall())

@@ -15,7 +15,8 @@ import orjson
 from connectors.ports import FileUpload, Receipt, UploadView
 from streams.core.records import RawRecord, SourceKind
 from streams.core.timeparse import to_iso
-from streams.embedded.engine import DB_NAME, Clock, Engine, FileReader, SettingsFor, utcnow
+from streams.embedded.datadir import DB_NAME
+from streams.embedded.engine import Clock, Engine, FileReader, SettingsFor, utcnow
 from streams.embedded.ledger import FINAL, Ledger
 
 log = logging.getLogger("tidegate.embedded")
