@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import inspect
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from connectors.http.errors import ApiError, IngestUnavailable
 from connectors.http.metrics import HttpMetrics
 from connectors.http.ratelimit import RateLimiter
 from connectors.ports import Ingest, Receipt
+from connectors.throttle import LoginThrottle
 from streams.core.errors import ErrorCode, Rejection
 from streams.core.normalize import normalize
 from streams.core.records import Event, RawRecord, SourceKind
@@ -30,6 +32,8 @@ T = TypeVar("T")
 Clock = Callable[[], datetime]
 
 MiB = 1024 * 1024
+
+log = logging.getLogger(__name__)
 
 
 def utc_now() -> datetime:
@@ -113,7 +117,9 @@ class HttpContext:
         limits: HttpLimits,
         metrics: HttpMetrics,
         limiter: RateLimiter,
+        throttle: LoginThrottle | None = None,
     ) -> None:
+        self.throttle = throttle or LoginThrottle()
         self.ingest = ingest
         self.auth = auth
         self.clock = clock
@@ -148,7 +154,7 @@ class HttpContext:
                     "X-CleverTap-Account-Id and X-CleverTap-Passcode are both required"
                 )
             account = self._clevertap_account(account_id)
-            if not await self._verify("passcode", account, passcode):
+            if not await self._verify("passcode", account, passcode, request):
                 raise unauthorized("unknown account or wrong passcode")
             return account
         if has_bearer:
@@ -165,7 +171,7 @@ class HttpContext:
                         "form '<account>.<secret>'"
                     )
                 account = prefix
-            if not await self._verify("api_key", account, token):
+            if not await self._verify("api_key", account, token, request):
                 raise unauthorized("unknown account or wrong API key")
             return account
         raise unauthorized(
@@ -183,7 +189,7 @@ class HttpContext:
                 return name
         return account_id
 
-    async def _verify(self, kind: str, account: str, secret: str) -> bool:
+    async def _verify(self, kind: str, account: str, secret: str, request: Request) -> bool:
         ttl = self.limits.auth_cache_seconds
         cache_key = (
             kind,
@@ -195,6 +201,25 @@ class HttpContext:
             expires = self._verified.get(cache_key)
             if expires is not None and expires > now:
                 return True
+        # Guessing is throttled per address and per account (connectors/throttle.py); a
+        # cached success above skips it, as it proves the secret without a new guess.
+        address = request.client.host if request.client else ""
+        verdict = self.throttle.check(address, account)
+        if verdict.refused:
+            log.warning(
+                "HTTP login refused without checking: too many failures (%s) from %s for %r",
+                verdict.reason,
+                address,
+                account,
+            )
+            raise ApiError(
+                429,
+                errors.LOGIN_THROTTLED,
+                "too many failed logins; retry later",
+                headers={"Retry-After": RateLimiter.retry_after_header(verdict.retry_after)},
+            )
+        if verdict.delay:
+            await asyncio.sleep(verdict.delay)
         method = self.auth.verify_passcode if kind == "passcode" else self.auth.verify_api_key
         if inspect.iscoroutinefunction(method):
             result: object = await method(account, secret)
@@ -203,6 +228,11 @@ class HttpContext:
             if inspect.isawaitable(result):
                 result = await result
         ok = result is True
+        if ok:
+            self.throttle.succeeded(address, account)
+        else:
+            self.throttle.failed(address, account)
+            log.warning("HTTP login failed (%s) from %s for %r", kind, address, account)
         if ok and ttl > 0:
             if len(self._verified) > 10_000:
                 self._verified.clear()
