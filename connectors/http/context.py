@@ -51,6 +51,7 @@ class HttpLimits:
     submit_timeout: float | None = 30.0  # an ingest call slower than this answers 503
     retry_after_unavailable: int = 5  # Retry-After of a 503 when the ingest names none
     auth_cache_seconds: float = 60.0  # a verified credential is trusted this long; 0: never cached
+    body_read_seconds: float = 30.0  # a body not received in full by then answers 408
     default_list_limit: int = 100
     max_list_limit: int = 1000
 
@@ -269,11 +270,21 @@ class HttpContext:
         chunks: list[bytes] = []
         total = 0
         try:
-            async for chunk in request.stream():
-                total += len(chunk)
-                if total > limit:
-                    raise too_large
-                chunks.append(chunk)
+            # A deadline for the whole body, not per chunk: a body trickled byte by byte
+            # would otherwise hold its connection (and its memory) for as long as it likes.
+            async with asyncio.timeout(self.limits.body_read_seconds):
+                async for chunk in request.stream():
+                    total += len(chunk)
+                    if total > limit:
+                        raise too_large
+                    chunks.append(chunk)
+        except TimeoutError:
+            raise ApiError(
+                408,
+                errors.REQUEST_TIMEOUT,
+                f"the request body did not arrive within {self.limits.body_read_seconds:g} s",
+                headers={"Connection": "close"},
+            ) from None
         except ClientDisconnect:
             # Nobody is left to answer; a 400 keeps it out of the 5xx counts.
             raise ApiError(
