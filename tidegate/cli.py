@@ -64,6 +64,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--http-port", type=int, default=int(os.environ.get("TIDEGATE_HTTP_PORT", "8080"))
     )
     r.add_argument("--settle", type=float, default=2.0, help="seconds after an upload completes")
+    r.add_argument(
+        "--drain-seconds",
+        type=float,
+        default=float(os.environ.get("TIDEGATE_DRAIN_SECONDS", "10")),
+        help="on SIGTERM/SIGINT, how long in-flight HTTP requests may take to finish",
+    )
 
     w = sub.add_parser("worker", help="run a Faust worker of the Kafka runtime")
     w.add_argument("--broker", default=os.environ.get("TIDEGATE_BROKER", "kafka://127.0.0.1:9092"))

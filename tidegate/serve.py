@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import math
 import signal
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -82,8 +83,17 @@ async def serve_connectors(
         stack.callback(sftp.close)
         watch = await start_watch_folder(data / "watch", accounts, ingest, args.settle)
         stack.push_async_callback(watch.aclose)
-        http = await serve_http(create_app(ingest, accounts), args.host, args.http_port)
-        stack.push_async_callback(http.close)
+        # The drain (docs/OPERATING.md): on a signal uvicorn stops accepting, in-flight
+        # requests get `drain` seconds to finish; then the ingest stops (503 for anything
+        # still submitting, nothing applied) and the engine ends after its current batch.
+        drain = float(getattr(args, "drain_seconds", 10.0))
+        http = await serve_http(
+            create_app(ingest, accounts),
+            args.host,
+            args.http_port,
+            timeout_graceful_shutdown=max(1, math.ceil(drain)),
+        )
+        stack.push_async_callback(http.close, drain + 1.0)
         _print_welcome(args, data, config, accounts, sftp.port, http.port, created, runtime_name)
 
         stop = asyncio.Event()
@@ -91,6 +101,7 @@ async def serve_connectors(
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         await stop.wait()
+        log.info("stopping: draining up to %.0f s", drain)
         print("tidegate: stopping", flush=True)
     return 0
 
