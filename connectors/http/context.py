@@ -21,7 +21,7 @@ from connectors.http import errors
 from connectors.http.errors import ApiError, IngestUnavailable
 from connectors.http.metrics import HttpMetrics
 from connectors.http.ratelimit import RateLimiter
-from connectors.ports import Ingest, Receipt
+from connectors.ports import Ingest, Receipt, StorageFull
 from connectors.throttle import LoginThrottle
 from streams.core.errors import ErrorCode, Rejection
 from streams.core.normalize import normalize
@@ -324,6 +324,13 @@ class HttpContext:
             if timeout is None:
                 return await awaitable
             return await asyncio.wait_for(awaitable, timeout)
+        except StorageFull as error:
+            raise ApiError(
+                507,
+                errors.INSUFFICIENT_STORAGE,
+                f"nothing was stored: {error}",
+                headers={"Retry-After": RateLimiter.retry_after_header(60)},
+            ) from error
         except IngestUnavailable as error:
             wait = error.retry_after if error.retry_after is not None else default_wait
             raise ApiError(

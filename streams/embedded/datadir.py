@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import sqlite3
 from collections.abc import Callable
@@ -261,3 +262,10 @@ def verify_data_dir(data_dir: Path) -> None:
     problems = [p for p in check_data_dir(data_dir) if p.blocking]
     if problems:
         raise DataDirDamaged(data_dir, problems)
+
+
+def is_disk_full(error: BaseException) -> bool:
+    """Whether `error` says the data directory's filesystem (or a file-size limit) is full."""
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return True
+    return isinstance(error, sqlite3.DatabaseError) and "full" in str(error)

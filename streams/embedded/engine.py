@@ -303,7 +303,21 @@ class Engine:
     # ------------------------------------------------------------------ processing
 
     def process(self, upload_id: str, clock: Clock = utcnow) -> str:
-        """Processes (or resumes) one upload to its final status; returns the status."""
+        """Processes (or resumes) one upload to its final status; returns the status.
+
+        On a failure (a full disk, an I/O error) the open transaction is rolled back and the
+        outputs cut back to their committed lengths: calling it again resumes the upload
+        from its last committed batch, in this process or after a restart."""
+        try:
+            return self._process(upload_id, clock)
+        except BaseException:
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            self.store.discard()
+            self.outputs.rewind(dict(self.conn.execute("SELECT name, offset FROM sinks")))
+            raise
+
+    def _process(self, upload_id: str, clock: Clock) -> str:
         row, extra = self.load_row(upload_id)
         counts: UploadCounts = extra["counts"]
         warnings: list[str] = extra["warnings"]
@@ -583,7 +597,8 @@ class Engine:
             )
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:  # SQLite may have rolled back already (a full disk)
+                conn.execute("ROLLBACK")
             self.store.discard()
             raise
 
