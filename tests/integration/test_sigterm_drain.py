@@ -83,6 +83,17 @@ def test_sigterm_drains_then_the_restart_resumes_with_every_outcome_once(
 ) -> None:
     data = tmp_path / "data"
     proc, passcode, port = _start(data, "tidegate uploads")  # a demo account is made
+    try:
+        _drain_and_restart(tmp_path, data, proc, passcode, port)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(30)
+
+
+def _drain_and_restart(
+    tmp_path: Path, data: Path, proc: subprocess.Popen[str], passcode: str, port: int
+) -> None:
     headers = {"X-CleverTap-Account-Id": "demo", "X-CleverTap-Passcode": passcode}
     staged = tmp_path / "drop.jsonl"
     _write_drop(staged)
