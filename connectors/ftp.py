@@ -131,9 +131,27 @@ class _AccountsAuthorizer:
         self.server = server
 
     def validate_authentication(self, username: str, password: str, handler: Any) -> None:
+        # The SFTP drop's throttle: the same accounts and passwords, so failures on either
+        # door count together. pyftpdlib runs every connection on one thread, so a login
+        # due a backoff delay is refused (pyftpdlib's own failed-login pause still applies)
+        # rather than slept on.
+        throttle = self.server.drop.throttle
+        address = str(getattr(handler, "remote_ip", "") or "")
+        verdict = throttle.check(address, username)
+        if verdict.refused or verdict.delay:
+            log.warning(
+                "FTP login refused without checking: too many failures (%s) from %s for %r",
+                verdict.reason or "backoff",
+                address,
+                username,
+            )
+            raise AuthenticationFailed("Too many failed logins; try again later.")
         account = self.server.accounts.verify_sftp(username, password)
         if account is None:
+            throttle.failed(address, username)
+            log.warning("FTP login refused for %r from %s (password)", username, address)
             raise AuthenticationFailed("Authentication failed.")
+        throttle.succeeded(address, username)
         handler.tidegate_account = account.name
 
     def _root(self, username: str) -> Path:

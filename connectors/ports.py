@@ -26,6 +26,10 @@ class IngestUnavailable(Exception):
         self.retry_after = retry_after
 
 
+class StorageFull(IngestUnavailable):
+    """The runtime's disk is full: nothing is taken until space is freed (HTTP 507)."""
+
+
 @dataclass(slots=True)
 class FileUpload:
     """A completely received file (or archive) handed over for processing."""

@@ -81,6 +81,7 @@ from connectors.staging import (
     is_temporary_name,
     name_problem,
 )
+from connectors.throttle import LoginThrottle
 from streams.core.errors import ErrorCode
 
 __all__ = ["HandOverStat", "SftpDropServer", "load_or_create_host_key", "start_sftp_server"]
@@ -189,7 +190,9 @@ class SftpDropServer:
         host_key: asyncssh.SSHKey,
         *,
         max_file_bytes: int | None = None,
+        throttle: LoginThrottle | None = None,
     ) -> None:
+        self.throttle = throttle or LoginThrottle()
         self.accounts = accounts
         self.drop_root = drop_root.resolve()
         self.ingest = ingest
@@ -525,10 +528,26 @@ class _SshServer(asyncssh.SSHServer):
         return True
 
     async def validate_password(self, username: str, password: str) -> bool:
+        throttle = self._drop.throttle
+        peer = self._conn.get_extra_info("peername") if self._conn is not None else None
+        address = str(peer[0]) if peer else ""
+        verdict = throttle.check(address, username)
+        if verdict.refused:
+            log.warning(
+                "SFTP login refused without checking: too many failures (%s) from %s for %r",
+                verdict.reason,
+                address,
+                username,
+            )
+            return False
+        if verdict.delay:
+            await asyncio.sleep(verdict.delay)
         account = await asyncio.to_thread(self._drop.accounts.verify_sftp, username, password)
         if account is None:
-            log.warning("SFTP login refused for %r (password)", username)
+            throttle.failed(address, username)
+            log.warning("SFTP login refused for %r from %s (password)", username, address)
             return False
+        throttle.succeeded(address, username)
         log.info("SFTP login %r (account %s, password)", username, account.name)
         return True
 
@@ -991,6 +1010,7 @@ async def start_sftp_server(
     *,
     max_file_bytes: int | None = None,
     login_timeout: float = 60.0,
+    throttle: LoginThrottle | None = None,
 ) -> SftpDropServer:
     """Starts the SFTP drop server; `port=0` picks a free port (see `.port`).
 
@@ -1001,7 +1021,13 @@ async def start_sftp_server(
     drop_root.mkdir(parents=True, exist_ok=True, mode=0o700)
     key = load_or_create_host_key(host_key_path)
     server = SftpDropServer(
-        accounts, drop_root, ingest, settle_seconds, key, max_file_bytes=max_file_bytes
+        accounts,
+        drop_root,
+        ingest,
+        settle_seconds,
+        key,
+        max_file_bytes=max_file_bytes,
+        throttle=throttle,
     )
     for account in accounts:
         server._prepare_account(account)

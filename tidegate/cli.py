@@ -1,4 +1,4 @@
-"""The `tidegate` command line: validate, import, run, worker, uploads, upload."""
+"""The `tidegate` command line: validate, import, run, worker, uploads, upload, doctor."""
 
 from __future__ import annotations
 
@@ -100,6 +100,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=float(os.environ.get("TIDEGATE_S3_INTERVAL", "30")),
         help="seconds between listings of each account's S3 prefix (docs/S3.md)",
     )
+    r.add_argument(
+        "--drain-seconds",
+        type=float,
+        default=float(os.environ.get("TIDEGATE_DRAIN_SECONDS", "10")),
+        help="on SIGTERM/SIGINT, how long in-flight HTTP requests may take to finish",
+    )
 
     w = sub.add_parser("worker", help="run a Faust worker of the Kafka runtime")
     w.add_argument("--broker", default=os.environ.get("TIDEGATE_BROKER", "kafka://127.0.0.1:9092"))
@@ -142,6 +148,10 @@ def build_parser() -> argparse.ArgumentParser:
     s3.add_argument("account")
     s3.add_argument("--data", type=Path, default=DEFAULT_DATA)
     s3.add_argument("--config", type=Path, help="accounts file (default: DATA/accounts.toml)")
+    d = sub.add_parser("doctor", help="check the data directory; --repair fixes what is safe")
+    d.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    d.add_argument("--repair", action="store_true", help="apply the safe repairs")
+    d.add_argument("--json", action="store_true")
     return parser
 
 
@@ -191,7 +201,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "replay": _lazy("tidegate.replay", "cmd_replay"),
         "s3-secret": _lazy("tidegate.s3_secret", "cmd_s3_secret"),
         "notifications": _lazy("tidegate.notifications", "cmd_notifications"),
+        "doctor": _lazy("tidegate.doctor", "cmd_doctor"),
     }
+    from streams.embedded.datadir import DataDirDamaged
     from streams.embedded.engine import DataDirInUse
 
     try:
@@ -201,6 +213,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DataDirInUse as busy:
         print(f"tidegate: {busy}", file=sys.stderr)
         return 2
+    except DataDirDamaged as damaged:
+        print(f"tidegate: {damaged}", file=sys.stderr)
+        return 3
 
 
 def _lazy(module: str, name: str) -> Callable[[argparse.Namespace], int]:

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import math
 import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
@@ -135,8 +136,14 @@ async def serve_connectors(
         )
         stack.push_async_callback(s3.aclose)
         app = create_app(ingest, live, source_status=s3.source_status)
-        http = await serve_http(app, args.host, args.http_port)
-        stack.push_async_callback(http.close)
+        # The drain (docs/OPERATING.md): on a signal uvicorn stops accepting, in-flight
+        # requests get `drain` seconds to finish; then the ingest stops (503 for anything
+        # still submitting, nothing applied) and the engine ends after its current batch.
+        drain = float(getattr(args, "drain_seconds", 10.0))
+        http = await serve_http(
+            app, args.host, args.http_port, timeout_graceful_shutdown=max(1, math.ceil(drain))
+        )
+        stack.push_async_callback(http.close, drain + 1.0)
         live.listeners += [sftp.update_accounts, watch.update_accounts]
         if ftp is not None:
             live.listeners.append(ftp.update_accounts)
@@ -176,6 +183,7 @@ async def serve_connectors(
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         await stop.wait()
+        log.info("stopping: draining up to %.0f s", drain)
         print("tidegate: stopping", flush=True)
     return 0
 

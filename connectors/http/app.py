@@ -26,6 +26,7 @@ from connectors.http.metrics import HttpMetrics, MetricsMiddleware, route_label
 from connectors.http.openapi import build_openapi
 from connectors.http.ratelimit import RateLimiter
 from connectors.ports import Ingest
+from connectors.throttle import LoginThrottle
 
 __all__ = ["Authenticator", "HttpLimits", "create_app"]
 
@@ -47,6 +48,7 @@ def create_app(
     clock: Clock = utc_now,
     limits: HttpLimits = HttpLimits(),  # noqa: B008 (frozen, immutable default)
     source_status: sources.SourceStatus | None = None,
+    throttle: LoginThrottle | None = None,
 ) -> Starlette:
     """The HTTP API over ``ingest``; ``auth`` checks credentials; ``clock`` stamps receipt.
 
@@ -56,7 +58,15 @@ def create_app(
     limiter = RateLimiter(
         limits.records_per_second, limits.burst_records, min_burst=limits.max_batch
     )
-    ctx = HttpContext(ingest, auth, clock=clock, limits=limits, metrics=metrics, limiter=limiter)
+    ctx = HttpContext(
+        ingest,
+        auth,
+        clock=clock,
+        limits=limits,
+        metrics=metrics,
+        limiter=limiter,
+        throttle=throttle,
+    )
     openapi_body = orjson.dumps(build_openapi(limits))
 
     async def healthz(request: Request) -> Response:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import inspect
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -20,7 +21,8 @@ from connectors.http import errors
 from connectors.http.errors import ApiError, IngestUnavailable
 from connectors.http.metrics import HttpMetrics
 from connectors.http.ratelimit import RateLimiter
-from connectors.ports import Ingest, Receipt
+from connectors.ports import Ingest, Receipt, StorageFull
+from connectors.throttle import LoginThrottle
 from streams.core.errors import ErrorCode, Rejection
 from streams.core.normalize import normalize
 from streams.core.records import Event, RawRecord, SourceKind
@@ -30,6 +32,8 @@ T = TypeVar("T")
 Clock = Callable[[], datetime]
 
 MiB = 1024 * 1024
+
+log = logging.getLogger(__name__)
 
 
 def utc_now() -> datetime:
@@ -47,6 +51,7 @@ class HttpLimits:
     submit_timeout: float | None = 30.0  # an ingest call slower than this answers 503
     retry_after_unavailable: int = 5  # Retry-After of a 503 when the ingest names none
     auth_cache_seconds: float = 60.0  # a verified credential is trusted this long; 0: never cached
+    body_read_seconds: float = 30.0  # a body not received in full by then answers 408
     default_list_limit: int = 100
     max_list_limit: int = 1000
 
@@ -113,7 +118,9 @@ class HttpContext:
         limits: HttpLimits,
         metrics: HttpMetrics,
         limiter: RateLimiter,
+        throttle: LoginThrottle | None = None,
     ) -> None:
+        self.throttle = throttle or LoginThrottle()
         self.ingest = ingest
         self.auth = auth
         self.clock = clock
@@ -148,7 +155,7 @@ class HttpContext:
                     "X-CleverTap-Account-Id and X-CleverTap-Passcode are both required"
                 )
             account = self._clevertap_account(account_id)
-            if not await self._verify("passcode", account, passcode):
+            if not await self._verify("passcode", account, passcode, request):
                 raise unauthorized("unknown account or wrong passcode")
             return account
         if has_bearer:
@@ -165,7 +172,7 @@ class HttpContext:
                         "form '<account>.<secret>'"
                     )
                 account = prefix
-            if not await self._verify("api_key", account, token):
+            if not await self._verify("api_key", account, token, request):
                 raise unauthorized("unknown account or wrong API key")
             return account
         raise unauthorized(
@@ -187,7 +194,7 @@ class HttpContext:
         """Drops remembered verifications: the accounts changed, a removed key fails now."""
         self._verified.clear()
 
-    async def _verify(self, kind: str, account: str, secret: str) -> bool:
+    async def _verify(self, kind: str, account: str, secret: str, request: Request) -> bool:
         ttl = self.limits.auth_cache_seconds
         cache_key = (
             kind,
@@ -199,6 +206,25 @@ class HttpContext:
             expires = self._verified.get(cache_key)
             if expires is not None and expires > now:
                 return True
+        # Guessing is throttled per address and per account (connectors/throttle.py); a
+        # cached success above skips it, as it proves the secret without a new guess.
+        address = request.client.host if request.client else ""
+        verdict = self.throttle.check(address, account)
+        if verdict.refused:
+            log.warning(
+                "HTTP login refused without checking: too many failures (%s) from %s for %r",
+                verdict.reason,
+                address,
+                account,
+            )
+            raise ApiError(
+                429,
+                errors.LOGIN_THROTTLED,
+                "too many failed logins; retry later",
+                headers={"Retry-After": RateLimiter.retry_after_header(verdict.retry_after)},
+            )
+        if verdict.delay:
+            await asyncio.sleep(verdict.delay)
         method = self.auth.verify_passcode if kind == "passcode" else self.auth.verify_api_key
         if inspect.iscoroutinefunction(method):
             result: object = await method(account, secret)
@@ -207,6 +233,11 @@ class HttpContext:
             if inspect.isawaitable(result):
                 result = await result
         ok = result is True
+        if ok:
+            self.throttle.succeeded(address, account)
+        else:
+            self.throttle.failed(address, account)
+            log.warning("HTTP login failed (%s) from %s for %r", kind, address, account)
         if ok and ttl > 0:
             if len(self._verified) > 10_000:
                 self._verified.clear()
@@ -243,11 +274,21 @@ class HttpContext:
         chunks: list[bytes] = []
         total = 0
         try:
-            async for chunk in request.stream():
-                total += len(chunk)
-                if total > limit:
-                    raise too_large
-                chunks.append(chunk)
+            # A deadline for the whole body, not per chunk: a body trickled byte by byte
+            # would otherwise hold its connection (and its memory) for as long as it likes.
+            async with asyncio.timeout(self.limits.body_read_seconds):
+                async for chunk in request.stream():
+                    total += len(chunk)
+                    if total > limit:
+                        raise too_large
+                    chunks.append(chunk)
+        except TimeoutError:
+            raise ApiError(
+                408,
+                errors.REQUEST_TIMEOUT,
+                f"the request body did not arrive within {self.limits.body_read_seconds:g} s",
+                headers={"Connection": "close"},
+            ) from None
         except ClientDisconnect:
             # Nobody is left to answer; a 400 keeps it out of the 5xx counts.
             raise ApiError(
@@ -287,6 +328,13 @@ class HttpContext:
             if timeout is None:
                 return await awaitable
             return await asyncio.wait_for(awaitable, timeout)
+        except StorageFull as error:
+            raise ApiError(
+                507,
+                errors.INSUFFICIENT_STORAGE,
+                f"nothing was stored: {error}",
+                headers={"Retry-After": RateLimiter.retry_after_header(60)},
+            ) from error
         except IngestUnavailable as error:
             wait = error.retry_after if error.retry_after is not None else default_wait
             raise ApiError(

@@ -67,7 +67,8 @@ def _errors(error_schema: str, *statuses: int) -> dict[str, Any]:
         404: "No such upload in this account (not_found)",
         413: "Request body above the size limit (payload_too_large)",
         415: "Unsupported Content-Encoding (unsupported_media_type)",
-        429: "Account over its records/s rate (rate_limited)",
+        429: "Account over its records/s rate (rate_limited), or too many failed logins "
+        "(login_throttled)",
         503: "The ingest is unavailable (unavailable); retry after Retry-After",
     }
     out: dict[str, Any] = {}

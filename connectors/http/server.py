@@ -13,6 +13,8 @@ from typing import Any
 import uvicorn
 from starlette.types import ASGIApp
 
+from connectors.http.deadline import header_deadline_protocol
+
 log = logging.getLogger(__name__)
 
 
@@ -86,6 +88,7 @@ async def serve_http(
     limit_concurrency: int | None = None,
     timeout_graceful_shutdown: int | None = 10,
     startup_timeout: float = 10.0,
+    header_timeout: float = 10.0,
 ) -> HttpServer:
     """Starts uvicorn serving ``app`` on ``host:port`` (0: an ephemeral port) in the running
     loop and returns once it accepts connections. The loop is the caller's: run it on uvloop
@@ -101,6 +104,8 @@ async def serve_http(
         limit_concurrency=limit_concurrency,
         timeout_graceful_shutdown=timeout_graceful_shutdown,
         backlog=backlog,
+        # a deadline for each request's headers (slow clients, see deadline.py)
+        http=header_deadline_protocol(header_timeout),
     )
     server = _EmbeddedServer(config)
     task = asyncio.create_task(server.serve(sockets=[sock]), name=f"uvicorn {host}:{port}")

@@ -50,11 +50,11 @@ from streams.core.upload import (
     UploadNotes,
     UploadRow,
 )
+from streams.embedded.datadir import DB_NAME, read_format, verify_data_dir, write_format
 from streams.embedded.schema import connect
 from streams.embedded.sinks import OutputFiles
 from streams.embedded.store import SqliteStateStore
 
-DB_NAME = "tidegate.db"
 # A transaction commits the decisions of this many records, or of this long, whichever
 # comes first (and always at the end of an upload): a commit writes every state page the
 # records touched, and dedup digests are random keys, so fewer, larger commits write far
@@ -171,8 +171,16 @@ class Engine:
         data_dir.mkdir(parents=True, exist_ok=True)
         self.data_dir = data_dir
         self._lock = _lock_data_dir(data_dir)
+        try:
+            # Damaged or newer state refuses to start: never a silent reset (datadir.py).
+            verify_data_dir(data_dir)
+        except BaseException:
+            self._lock.close()
+            raise
         self.db_path = data_dir / DB_NAME
         self.conn: sqlite3.Connection = connect(str(self.db_path))
+        if read_format(data_dir) is None:
+            write_format(data_dir)
         for pragma in ENGINE_PRAGMAS:
             self.conn.execute(f"PRAGMA {pragma}")
         committed = dict(self.conn.execute("SELECT name, offset FROM sinks").fetchall())
@@ -253,7 +261,21 @@ class Engine:
     # ------------------------------------------------------------------ processing
 
     def process(self, upload_id: str, clock: Clock = utcnow) -> str:
-        """Processes (or resumes) one upload to its final status; returns the status."""
+        """Processes (or resumes) one upload to its final status; returns the status.
+
+        On a failure (a full disk, an I/O error) the open transaction is rolled back and the
+        outputs cut back to their committed lengths: calling it again resumes the upload
+        from its last committed batch, in this process or after a restart."""
+        try:
+            return self._process(upload_id, clock)
+        except BaseException:
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            self.store.discard()
+            self.outputs.rewind(dict(self.conn.execute("SELECT name, offset FROM sinks")))
+            raise
+
+    def _process(self, upload_id: str, clock: Clock) -> str:
         row, extra = self.load_row(upload_id)
         counts: UploadCounts = extra["counts"]
         warnings: list[str] = extra["warnings"]
@@ -487,7 +509,8 @@ class Engine:
             )
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:  # SQLite may have rolled back already (a full disk)
+                conn.execute("ROLLBACK")
             self.store.discard()
             raise
 

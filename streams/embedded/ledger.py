@@ -16,12 +16,20 @@ from typing import Any
 import aiosqlite
 import orjson
 
-from connectors.ports import DeadLetter, FileUpload, IngestUnavailable, Receipt, UploadView
+from connectors.ports import (
+    DeadLetter,
+    FileUpload,
+    IngestUnavailable,
+    Receipt,
+    StorageFull,
+    UploadView,
+)
 from streams.core.errors import ErrorCode, Rejection, Stage
 from streams.core.feedback import RejectedRow, feedback_file
 from streams.core.records import SourceKind
 from streams.core.status import REFUSED_KIND
 from streams.core.timeparse import to_iso
+from streams.embedded.datadir import is_disk_full
 from streams.embedded.schema import connect
 
 FINAL = frozenset({"success", "partial", "warning", "fail"})
@@ -87,7 +95,10 @@ class Ledger:
                 yield db
                 await db.execute("COMMIT")
             except sqlite3.OperationalError as failure:
-                await db.execute("ROLLBACK")
+                if db.in_transaction:
+                    await db.execute("ROLLBACK")
+                if is_disk_full(failure):
+                    raise StorageFull(f"no space left for the ledger: {failure}") from failure
                 raise IngestUnavailable(f"the ledger failed: {failure}", retry_after=1) from failure
             except BaseException:
                 await db.execute("ROLLBACK")

@@ -12,12 +12,13 @@ from typing import Any
 
 import orjson
 
-from connectors.ports import DeadLetter, FileUpload, LineVerdict, Receipt, UploadView
+from connectors.ports import DeadLetter, FileUpload, LineVerdict, Receipt, StorageFull, UploadView
 from streams.core.feedback import RejectedRow
 from streams.core.records import RawRecord, SourceKind
 from streams.core.timeparse import from_iso, to_iso
 from streams.core.upload import FileReader
-from streams.embedded.engine import DB_NAME, Clock, Engine, SettingsFor, utcnow
+from streams.embedded.datadir import DB_NAME, is_disk_full
+from streams.embedded.engine import Clock, Engine, SettingsFor, utcnow
 from streams.embedded.explain import explain_accepted
 from streams.embedded.ledger import FINAL, Ledger
 
@@ -36,6 +37,7 @@ class EmbeddedRuntime:
         clock: Clock = utcnow,
         batch_size: int = 2000,
         fsync: bool = False,
+        full_retry_seconds: float = 5.0,
     ) -> None:
         self.data_dir = data_dir
         self.clock = clock
@@ -48,6 +50,10 @@ class EmbeddedRuntime:
         self.on_finished: list[Callable[[UploadView], Any]] = []
         self.failures: dict[str, bool] = {}
         self._processing: asyncio.Future[str] | None = None
+        # Why the data directory is full, while it is: submissions are refused (HTTP 507)
+        # and the upload being decided is retried every `full_retry_seconds`.
+        self.storage_full: str | None = None
+        self.full_retry_seconds = full_retry_seconds
 
     @property
     def engine(self) -> Engine:
@@ -107,10 +113,7 @@ class EmbeddedRuntime:
             # The engine owns its own SQLite connection and runs off the event loop, so HTTP
             # and SFTP stay responsive during a long import.
             try:
-                self._processing = asyncio.ensure_future(
-                    asyncio.to_thread(self.engine.process, upload_id, self.clock)
-                )
-                if await self._processing == "interrupted":
+                if await self._process_until_space(upload_id) == "interrupted":
                     return  # stopping: the upload resumes from its last batch on restart
             except Exception:
                 # A bug or an infrastructure failure (disk full, corrupt database): the upload
@@ -123,9 +126,43 @@ class EmbeddedRuntime:
                 if view is not None:
                     callback(view)
 
+    async def _process_until_space(self, upload_id: str) -> str:
+        """Processes the upload; on a full disk, waits and resumes it from its last
+        committed batch (the engine rolled back and cut the outputs back) until it ends."""
+        while True:
+            self._processing = asyncio.ensure_future(
+                asyncio.to_thread(self.engine.process, upload_id, self.clock)
+            )
+            try:
+                status = await self._processing
+            except Exception as error:
+                if not is_disk_full(error):
+                    raise
+                if self.storage_full is None:
+                    log.error(
+                        "the data directory %s is full (%s): upload %s is paused at its last "
+                        "committed batch and new uploads are refused; it resumes once space "
+                        "is freed",
+                        self.data_dir,
+                        error,
+                        upload_id,
+                    )
+                self.storage_full = f"no space left in the data directory: {error}"
+                await asyncio.sleep(self.full_retry_seconds)
+                continue
+            if self.storage_full is not None:
+                log.info("space in %s again: upload %s resumed", self.data_dir, upload_id)
+                self.storage_full = None
+            return status
+
+    def _refuse_when_full(self) -> None:
+        if self.storage_full is not None:
+            raise StorageFull(self.storage_full)
+
     # ------------------------------------------------------------------ Ingest port
 
     async def submit_file(self, upload: FileUpload) -> Receipt:
+        self._refuse_when_full()
         receipt = await self.ledger.register_file(upload, str(uuid.uuid4()))
         if receipt.upload_id is not None:
             self._enqueue(receipt.upload_id)
@@ -139,6 +176,7 @@ class EmbeddedRuntime:
         *,
         kind: SourceKind = SourceKind.API,
     ) -> Receipt:
+        self._refuse_when_full()
         upload_id = records[0].source.upload_id if records else str(uuid.uuid4())
         received_at = records[0].received_at if records else self.clock()
         rows = [

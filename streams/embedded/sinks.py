@@ -67,6 +67,21 @@ class OutputFiles:
             self._unsynced.clear()
         return dict(self.offsets)
 
+    def rewind(self, committed: dict[str, int]) -> None:
+        """Cuts every file back to its committed length after a failed batch (a full disk
+        may have left part of a line), so the batch can be decided again in this process."""
+        for name, handle in self._files.items():
+            offset = min(committed.get(name, 0), self.offsets[name])
+            handle.truncate(offset)
+            handle.seek(offset)
+            self.offsets[name] = offset
+        self.discard_pending()
+        self._unsynced.clear()
+
+    def discard_pending(self) -> None:
+        for lines in self._pending.values():
+            lines.clear()
+
     def close(self) -> None:
         for handle in self._files.values():
             handle.close()

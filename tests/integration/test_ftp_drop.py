@@ -415,3 +415,38 @@ async def test_ftp_and_sftp_uploads_reach_the_same_outcomes_in_the_runtime(tmp_p
         await e.ftp.aclose()
         await e.sftp.aclose()
         await runtime.stop()
+
+
+async def test_password_guessing_is_throttled_per_address_without_locking_out_another(
+    tmp_path: Path,
+) -> None:
+    from connectors.throttle import LoginThrottle, ThrottleSettings
+
+    e = await _env(tmp_path, RecordingIngest())
+    # the FTP door counts on the SFTP drop's throttle (same accounts, same passwords)
+    e.sftp.throttle = LoginThrottle(ThrottleSettings(address_free=1, address_limit=3))
+    e.ftp._server.handler.auth_failed_timeout = 0.05  # pyftpdlib's own pause per failure
+    alice = e.creds["alice"]
+
+    def attempt(password: str, source: str) -> str:
+        client = ftplib.FTP_TLS(context=e.tls(), timeout=20, source_address=(source, 0))
+        client.connect("127.0.0.1", e.ftp.port)
+        try:
+            client.login(alice.username, password)
+        except ftplib.error_perm as exc:
+            return str(exc)
+        finally:
+            client.close()
+        return "logged in"
+
+    try:
+        for _ in range(3):
+            assert (await asyncio.to_thread(attempt, "guess", "127.0.0.1")).startswith("530")
+        # the guessing address is now refused even with the right password...
+        refused = await asyncio.to_thread(attempt, alice.password, "127.0.0.1")
+        assert refused.startswith("530") and "try again later" in refused
+        # ...while the rightful user on another address gets in
+        assert await asyncio.to_thread(attempt, alice.password, "127.0.0.2") == "logged in"
+    finally:
+        await e.ftp.aclose()
+        await e.sftp.aclose()

@@ -15,7 +15,7 @@ from streams.core.csvmap import CsvMapping
 from streams.core.errors import ErrorCode, Rejection
 from streams.core.normalize import normalize
 from streams.core.records import Dialect, SourceKind
-from streams.embedded.engine import FatalUpload, MemberFailure, UploadRow
+from streams.core.upload import FatalUpload, MemberFailure, UploadRow
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 MAPPING = FIXTURES / "mapping"
