@@ -36,6 +36,7 @@ from streams.core.errors import Rejection
 from streams.core.records import Dialect, SourceKind
 from streams.core.timeparse import from_iso, to_iso
 from streams.embedded.engine import FatalUpload, MemberFailure, PlanWarning, UploadRow
+from streams.routing import arrival_partition
 
 FINAL = frozenset({"success", "partial", "warning", "fail"})
 IN_FLIGHT = 5000  # sends awaited in groups of this size
@@ -65,7 +66,7 @@ async def produce_upload(producer: Any, row: UploadRow) -> dict[str, Any]:
     dialect = row.dialect
     pending: list[Any] = []
     key = row.account.encode()
-    partition = await T.raw_partition(producer, row.account)
+    partitions = await T.raw_partitions(producer)
     try:
         for item in read_upload(row):
             if isinstance(item, PlanWarning):
@@ -81,6 +82,7 @@ async def produce_upload(producer: Any, row: UploadRow) -> dict[str, Any]:
                 continue
             _, raw = item
             dialect = dialect or raw.source.dialect
+            partition = arrival_partition(raw, partitions)
             pending.append(
                 await producer.send(T.RAW, T.encode_raw(raw), key=key, partition=partition)
             )
