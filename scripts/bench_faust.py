@@ -5,8 +5,13 @@ steady rate.
 
     .venv/bin/python scripts/bench_faust.py [--records 50000] [--workers 2] [--rate 2000]
         [--latency-seconds 20] [--bootstrap 127.0.0.1:9092] [--ceiling at_least_once ...]
+        [--workloads 64x2 1x2 64x1]
 
-Prints events/s of each, their ratios, and p50/p99 latency. Uses its own topic prefix and
+Prints events/s of each, their ratios, and p50/p99 latency. `--workloads` lists the
+Tidegate runs, each `<accounts>x<workers>`: the records spread over that many accounts,
+that many workers (default: 64 accounts on 2 workers, every record in one account on 2
+workers, 64 accounts on 1 worker; the latency run is the first one's). The passthrough
+runs with `--workers` workers. Uses its own topic prefix and
 app ids per run. The workers' figure runs from the start of producing the records (the
 workers, idle and assigned, consume while they are produced) to the last outcome read
 (read_committed); the relay's from its first fetched record to its last acknowledged send
@@ -39,12 +44,13 @@ sys.path.insert(0, str(REPO))
 
 from streams import topics as T  # noqa: E402
 from streams.agents import outcome_records  # noqa: E402
+from streams.routing import arrival_partition  # noqa: E402
 
 PARTITIONS = 8
 
 
-def raw_doc(i: int, upload: str, now: str) -> bytes:
-    account = f"acct{i % 64}"
+def raw_doc(i: int, upload: str, now: str, accounts: int = 64) -> bytes:
+    account = f"acct{i % accounts}"
     payload = orjson.dumps(
         {"user_id": f"u{i % 5000}", "event_type": "view", "timestamp": now, "n": i}
     ).decode()
@@ -78,8 +84,8 @@ async def produce(bootstrap: str, topic: str, docs: list[bytes], rate: float = 0
                 if delay > 0:
                     await asyncio.sleep(delay)
             account = orjson.loads(doc)["account"]
-            # as the connectors do: an account's records start on its stage-1 partition
-            partition = await T.raw_partition(producer, account) if topic == T.RAW else None
+            # as the connectors do: a user's records arrive on its stage-2 key's partition
+            partition = arrival_partition(T.decode_raw(doc), PARTITIONS) if topic == T.RAW else None
             sent_at.append(time.time())
             futs.append(await producer.send(topic, doc, key=account.encode(), partition=partition))
             if len(futs) >= 5000:
@@ -281,9 +287,18 @@ def latency_count(args: argparse.Namespace) -> int:
 
 
 def run_tidegate(
-    args: argparse.Namespace, prefix: str, docs: list[bytes], now: str, tmp: Path
+    args: argparse.Namespace,
+    prefix: str,
+    docs: list[bytes],
+    now: str,
+    tmp: Path,
+    workers: int,
+    with_latency: bool,
 ) -> tuple[float, float, list[float]]:
-    """Events/s (and the producer's own rate) and latencies of `tidegate worker`s."""
+    """Events/s (and the producer's own rate) and latencies of `workers` `tidegate
+    worker`s, on the topics of `prefix` (created here)."""
+    T.use_prefix(prefix)
+    asyncio.run(T.ensure_topics(args.bootstrap, PARTITIONS, prefix.replace(".", "-")))
     env = {
         **os.environ,
         "TIDEGATE_TOPIC_PREFIX": prefix,
@@ -301,14 +316,14 @@ def run_tidegate(
                 "--partitions",
                 str(PARTITIONS),
                 "--state-dir",
-                str(tmp / f"s{n}"),
+                str(tmp / f"{prefix}-s{n}"),
             ],
             env=env,
             cwd=REPO,
-            stdout=(tmp / f"w{n}.log").open("wb"),
+            stdout=(tmp / f"{prefix}-w{n}.log").open("wb"),
             stderr=subprocess.STDOUT,
         )
-        for n in range(args.workers)
+        for n in range(workers)
     ]
     try:
         time.sleep(15)  # group formed, recovery done
@@ -319,15 +334,23 @@ def run_tidegate(
         produce_eps = len(docs) / (time.monotonic() - t0)
         got = asyncio.run(count_until(args.bootstrap, T.OUTCOMES, len(docs)))
         eps = len(got) / (time.monotonic() - t0)
-        lat_docs = [raw_doc(10_000_000 + i, "lat", now) for i in range(latency_count(args))]
-        lats = asyncio.run(
-            latency(args.bootstrap, T.RAW, T.TRIGGERS, lat_docs, args.rate, tidegate_event_id)
-        )
+        lats: list[float] = []
+        if with_latency:
+            lat_docs = [raw_doc(10_000_000 + i, "lat", now) for i in range(latency_count(args))]
+            lats = asyncio.run(
+                latency(args.bootstrap, T.RAW, T.TRIGGERS, lat_docs, args.rate, tidegate_event_id)
+            )
         return eps, produce_eps, lats
     finally:
         for p in procs:
             p.terminate()
             p.wait(30)
+
+
+def workload(text: str) -> tuple[int, int]:
+    """`<accounts>x<workers>` → (accounts, workers)."""
+    accounts, _, workers = text.partition("x")
+    return int(accounts), int(workers)
 
 
 def main() -> int:
@@ -345,10 +368,15 @@ def main() -> int:
         "own transactions), each with Tidegate's fetch patch or, with a `-stock` suffix, "
         "without it (none: skip)",
     )
+    ap.add_argument(
+        "--workloads",
+        nargs="+",
+        type=workload,
+        default=[(64, 2), (1, 2), (64, 1)],
+        help="Tidegate runs as <accounts>x<workers> (the first one also measures latency)",
+    )
     args = ap.parse_args()
     prefix = f"bench.{uuid.uuid4().hex[:8]}"
-    T.use_prefix(prefix)
-    asyncio.run(T.ensure_topics(args.bootstrap, PARTITIONS, prefix.replace(".", "-")))
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     docs = [raw_doc(i, "tput", now) for i in range(args.records)]
     tmp = Path(tempfile.mkdtemp(prefix="bench-faust-"))
@@ -361,7 +389,18 @@ def main() -> int:
         ceiling = {
             g: run_passthrough(args, prefix, g, docs, tmp) for g in args.ceiling if g != "none"
         }
-        faust_eps, produce_eps, lats = run_tidegate(args, prefix, docs, now, tmp)
+        runs = {
+            (accounts, workers): run_tidegate(
+                args,
+                f"{prefix}.a{accounts}w{workers}",
+                [raw_doc(i, "tput", now, accounts) for i in range(args.records)],
+                now,
+                tmp,
+                workers,
+                with_latency=n == 0,
+            )
+            for n, (accounts, workers) in enumerate(args.workloads)
+        }
     except BaseException:
         print(f"workers' state and logs kept in {tmp}", file=sys.stderr)
         raise
@@ -373,12 +412,16 @@ def main() -> int:
 
         app_prefixes = (f"{prefix}.", f"{prefix.replace('.', '-')}-")
         asyncio.run(delete_topics_matching(args.bootstrap, prefixes=app_prefixes))
+    first = args.workloads[0]
+    faust_eps, _, lats = runs[first]
     p50, p99 = percentiles(lats)
     n_lat = latency_count(args)
-    print(
-        f"faust workers ({args.workers}x, {PARTITIONS} partitions): {faust_eps:,.0f} ev/s "
-        f"({args.records} outcomes; producing them alone: {produce_eps:,.0f} ev/s)"
-    )
+    for (accounts, workers), (eps, produce_eps, _) in runs.items():
+        print(
+            f"faust workers ({workers}x, {PARTITIONS} partitions, {accounts} accounts): "
+            f"{eps:,.0f} ev/s ({args.records} outcomes; producing them alone: "
+            f"{produce_eps:,.0f} ev/s); {eps / faust_eps:.1%} of {first[0]}x{first[1]}"
+        )
     print(f"aiokafka relay: {relay_eps:,.0f} ev/s; ratio {faust_eps / relay_eps:.1%}")
     print(
         f"latency produce→triggers at {args.rate:.0f} ev/s: p50 {p50:.0f} ms, p99 {p99:.0f} ms "

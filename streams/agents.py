@@ -39,7 +39,7 @@ from streams.core.settings import AccountSettings
 from streams.core.status import UploadCounts, counts_dict, counts_from, final_status, final_warnings
 from streams.core.timeparse import to_iso
 from streams.faust_store import UPLOADS_TABLE, FaustStore
-from streams.hops import Hop, HopError, decode_hop, encode_hop
+from streams.hops import Hop, HopError, decode_hops, encode_hops
 from streams.routing import account_of, event_id_of, first_hop, owns_outcome
 from streams.stats import WorkerStats
 
@@ -213,6 +213,16 @@ def conflict_output(conflict: IdentityConflict, upload_id: str) -> Out:
     ]
     body = orjson.dumps(conflict, option=DUMPS_OPTIONS)
     return Out(T.CONFLICTS, conflict.account.encode(), body, headers)
+
+
+def hop_messages(forwards: Mapping[int, list[Hop]]) -> list[Out]:
+    """One `events.by_key` message per destination partition, carrying the batch's hops
+    for that partition in the order they were made (docs/decisions/batched-hops.md)."""
+    return [
+        Out(T.BY_KEY, str(target).encode(), encode_hops(hops), [], target)
+        for target, hops in forwards.items()
+        if hops
+    ]
 
 
 def failure_outputs(
@@ -659,6 +669,9 @@ def register(
     sources = frozenset({T.RAW, T.BY_KEY, T.OUTCOMES, T.ANNOUNCE})
     partitions = int(app.conf.topic_partitions)
     store = FaustStore(tables)
+    # stage 1's memory of each partition, forgotten at a rebalance (a record away at its
+    # account's catalog may then return to another worker)
+    memories: dict[int, tuple[int, routing.ArrivalMemory]] = {}
     last_expired: dict[int, float] = {}
     guard = asyncio.Lock()
     eos = ExactlyOnce(app, store, guard, sources)
@@ -803,15 +816,27 @@ def register(
     async def keyed_agent(stream: Any) -> None:
         await run_stream(stream, _keyed_batch, DECIDE_BATCH)
 
-    def advance(hop: Hop, partition: int, now: datetime, tally: Tally, outs: list[Out]) -> None:
-        """`routing.advance` on the partition's state, its results as messages."""
-        done = routing.advance(hop, partition, partitions, store, now, settings_for)
+    def advance(
+        hop: Hop,
+        partition: int,
+        now: datetime,
+        tally: Tally,
+        outs: list[Out],
+        forwards: dict[int, list[Hop]],
+    ) -> None:
+        """`routing.advance` on the partition's state, its results as messages; the hops for
+        other partitions are gathered in `forwards` (per partition, in order)."""
+        remembered = memories.get(partition)
+        if remembered is None or remembered[0] != eos.generation:
+            remembered = memories[partition] = (eos.generation, routing.ArrivalMemory())
+        memory = remembered[1]
+        done = routing.advance(hop, partition, partitions, store, now, settings_for, memory)
         for outcome in done.outcomes:
             outputs_of(outcome, tally, outs)
         for conflict, upload_id in done.conflicts:
             outs.append(conflict_output(conflict, upload_id))
         for target, forward in done.forwards:
-            outs.append(Out(T.BY_KEY, forward.key.encode(), encode_hop(forward), [], target))
+            forwards.setdefault(target, []).append(forward)
         for failed, error in done.failures:
             log.error(
                 "stage %s failed: %s\n%s",
@@ -835,11 +860,12 @@ def register(
 
     async def _raw_batch(partition: int, events: list[Any]) -> None:
         """Takes the raw records of one partition into stage 1 in offset order (each sees
-        the state written by the ones before it), then sends the outputs, the hops and one
-        outcomes message per upload together."""
+        the state written by the ones before it), then sends the outputs, one hop message
+        per destination partition and one outcomes message per upload together."""
         store.partition = partition
         tally = Tally()
         outs: list[Out] = []
+        forwards: dict[int, list[Hop]] = {}
         for event in events:
             data: bytes = event.value
             raw: RawRecord | None = None
@@ -848,7 +874,7 @@ def register(
                 raw = T.decode_raw(
                     data, partition=partition, offset=event.message.offset, default_time=now
                 )
-                advance(first_hop(raw), partition, now, tally, outs)
+                advance(first_hop(raw), partition, now, tally, outs, forwards)
             except Exception as error:  # never let an exception leave the agent
                 log.error("record failed: %s\n%s", error, traceback.format_exc())
                 try:
@@ -856,34 +882,37 @@ def register(
                 except Exception:  # pragma: no cover - last resort
                     log.exception("could not even dead-letter a record")
         expire_due(partition, clock())
+        outs.extend(hop_messages(forwards))
         outs.extend(tally.messages(partitions))
         await publish(outs, partition)
 
     async def _keyed_batch(partition: int, events: list[Any]) -> None:
-        """The hops of one partition of `events.by_key`, in offset order."""
+        """The hop messages of one partition of `events.by_key`, in offset order, and the
+        hops of each message in their order."""
         store.partition = partition
         tally = Tally()
         outs: list[Out] = []
+        forwards: dict[int, list[Hop]] = {}
         for event in events:
-            try:
-                now = clock()
-                hop = decode_hop(event.value)
-            except HopError as error:  # not ours to decide: logged and dead-lettered
-                log.error("bad hop at %s: %s", event.message.offset, error)
-                outs.append(
-                    Out(
-                        T.DEADLETTER,
-                        b"",
-                        orjson.dumps(
-                            {"code": PROCESSING_ERROR, "stage": "runtime", "message": str(error)}
-                            | raw_text(event.value)
-                        ),
-                        [("code", PROCESSING_ERROR.encode())],
+            now = clock()
+            for hop in decode_hops(event.value):
+                if isinstance(hop, HopError):  # not ours to decide: logged and dead-lettered
+                    log.error("bad hop at %s: %s", event.message.offset, hop)
+                    outs.append(
+                        Out(
+                            T.DEADLETTER,
+                            b"",
+                            orjson.dumps(
+                                {"code": PROCESSING_ERROR, "stage": "runtime", "message": str(hop)}
+                                | raw_text(event.value)
+                            ),
+                            [("code", PROCESSING_ERROR.encode())],
+                        )
                     )
-                )
-                continue
-            advance(hop, partition, now, tally, outs)
+                    continue
+                advance(hop, partition, now, tally, outs, forwards)
         expire_due(partition, clock())
+        outs.extend(hop_messages(forwards))
         outs.extend(tally.messages(partitions))
         await publish(outs, partition)
 

@@ -21,8 +21,10 @@ from streams.core.records import Outcome, RawRecord, make_event_id
 from streams.core.settings import AccountSettings
 from streams.core.stages import (
     Admitted,
+    KnownCatalog,
     account_key,
-    admit_event,
+    admit_arrival,
+    check_account_catalog,
     decide_for_profile,
     link_identifier,
     profile_key,
@@ -43,9 +45,44 @@ class Step:
     next: list[Hop] = field(default_factory=list)
 
 
+@dataclass(slots=True)
+class ArrivalMemory:
+    """What stage 1 of one partition remembers between records, in memory: the catalog
+    names it has learnt (`KnownCatalog`), and per stage-2 key how many of its records are
+    away at the account's catalog. While one is away, the key's later records follow it
+    the same way, so they reach stage 2 in the order they arrived
+    (docs/decisions/arrival-partition.md)."""
+
+    known: KnownCatalog = field(default_factory=KnownCatalog)
+    away: dict[str, int] = field(default_factory=dict)
+
+    def leave(self, key: str) -> None:
+        self.away[key] = self.away.get(key, 0) + 1
+
+    def back(self, key: str) -> None:
+        left = self.away.get(key, 0) - 1
+        if left > 0:
+            self.away[key] = left
+        else:
+            self.away.pop(key, None)
+
+
 def first_hop(raw: RawRecord) -> Hop:
-    """A raw record's way in: to stage 1, on its account's partition."""
-    return Hop(HopStage.ACCOUNT, account_key(raw.source.account), record=raw)
+    """A raw record's way in: stage 1, on the partition where it arrived."""
+    return Hop(HopStage.ARRIVAL, account_key(raw.source.account), record=raw)
+
+
+def arrival_partition(raw: RawRecord, partitions: int) -> int:
+    """The raw-topic partition a connector gives `raw`: the partition of its stage-2 key
+    (account + highest identifier), so that one user's records arrive on one partition in
+    source order and, for most records, stages 1, 2 and 4 run there without a hop; a
+    record that cannot be normalized or has no identifier goes by its event id. A function
+    of the record alone, so a re-sent record arrives where its first copy did (redelivery
+    suppression is that partition's)."""
+    result = normalize(raw)
+    if isinstance(result, Rejection) or not result.identifiers:
+        return partition_of(make_event_id(raw.source), partitions)
+    return partition_of(route_key(result), partitions)
 
 
 def owns_outcome(hop: Hop) -> bool:
@@ -63,13 +100,22 @@ def event_id_of(hop: Hop) -> str:
 
 
 def run_stage(
-    hop: Hop, store: StateStore, now: datetime, settings: AccountSettings, shard: str = ""
+    hop: Hop,
+    store: StateStore,
+    now: datetime,
+    settings: AccountSettings,
+    shard: str = "",
+    memory: ArrivalMemory | None = None,
+    partition: int = 0,
 ) -> Step:
-    """Applies `hop.stage` to `hop` against `store` (the state of `hop.key`'s partition)."""
+    """Applies `hop.stage` to `hop` against `store` (the state of `hop.key`'s partition, or
+    for stage 1 of `partition`, where the record arrived); `memory`: stage 1's memory of
+    `partition` (none: every name consults the account's catalog)."""
+    memory = memory if memory is not None else ArrivalMemory()
     stage = hop.stage
-    if stage is HopStage.ACCOUNT:
+    if stage is HopStage.ARRIVAL:
         raw = hop.record
-        assert raw is not None, "an account hop carries its raw record"
+        assert raw is not None, "an arrival hop carries its raw record"
         result = normalize(raw)
         if isinstance(result, Rejection):
             source = raw.source
@@ -85,17 +131,43 @@ def run_stage(
                     shard=shard,
                 )
             )
-        admitted = admit_event(result, store, now, settings, raw=raw.payload, shard=shard)
+        known = memory.known
+        admitted = admit_arrival(result, store, now, known, settings, raw=raw.payload, shard=shard)
         if admitted is None or isinstance(admitted, Outcome):
             return Step(admitted)
-        admitted_event = admitted.event
-        # the payload travels only where a dead letter will need it
-        payload = raw.payload if admitted.rejection is not None else None
-        route = Hop(
-            HopStage.ROUTE, route_key(admitted_event), admitted_event, admitted.rejection, payload
-        )
-        return Step(next=[route])
+        arrived = admitted.event
+        key = route_key(arrived)
+        if admitted.consult or key in memory.away:
+            # a name new to this partition: the account's catalog decides (and a later
+            # record of the same key follows, to stay behind it)
+            memory.leave(key)
+            account = account_key(arrived.account)
+            return Step(
+                next=[Hop(HopStage.CATALOG, account, arrived, raw=raw.payload, origin=partition)]
+            )
+        return Step(next=[Hop(HopStage.ROUTE, key, arrived)])
     event = hop.event
+    if stage is HopStage.CATALOG:
+        assert event is not None, "a catalog hop carries its record"
+        rejection, names = check_account_catalog(event, store, settings)
+        # the payload travels on only where a dead letter will need it
+        payload = hop.raw if rejection is not None else None
+        back = Hop(
+            HopStage.ADMITTED,
+            route_key(event),
+            event,
+            rejection,
+            payload,
+            known=names,
+            origin=hop.origin,
+        )
+        return Step(next=[back])
+    if stage is HopStage.ADMITTED:
+        assert event is not None, "an admitted hop carries its record"
+        if hop.known is not None and event.name is not None:
+            memory.known.learn(event.account, event.name, hop.known)  # committed names
+        memory.back(hop.key)
+        return Step(next=[Hop(HopStage.ROUTE, hop.key, event, hop.rejection, hop.raw)])
     if stage is HopStage.ROUTE:
         assert event is not None, "a route hop carries its record"
         profile_id, requests = resolve_profile(event, store)
@@ -154,22 +226,29 @@ def advance(
     store: StateStore,
     now: datetime,
     settings_for: Callable[[str], AccountSettings],
+    memory: ArrivalMemory,
 ) -> Advanced:
     """Runs `hop` and the hops after it while their keys belong to `partition` (against
-    `store`, that partition's state); a hop whose key belongs to another partition is
-    returned in `forwards`, to be sent there. A stage that raises is returned in
-    `failures` (the record's other hops go on)."""
+    `store`, that partition's state; stage 1 runs wherever the record arrived); a hop whose
+    key belongs to another partition is returned in `forwards`, to be sent there. A stage
+    that raises is returned in `failures` (the record's other hops go on). `memory`: stage
+    1's memory of `partition`."""
     done = Advanced()
     pending = [hop]
     shard = str(partition)
     while pending:
         hop = pending.pop()
-        target = partition_of(hop.key, partitions)
-        if target != partition:
-            done.forwards.append((target, hop))
-            continue
+        if hop.stage is not HopStage.ARRIVAL:
+            if hop.stage is HopStage.ADMITTED and hop.origin is not None:
+                target = hop.origin  # back where the record arrived
+            else:
+                target = partition_of(hop.key, partitions)
+            if target != partition:
+                done.forwards.append((target, hop))
+                continue
         try:
-            step = run_stage(hop, store, now, settings_for(account_of(hop)), shard)
+            settings = settings_for(account_of(hop))
+            step = run_stage(hop, store, now, settings, shard, memory, partition)
         except Exception as error:  # a bug: reported as data, never raised to the agent
             done.failures.append((hop, error))
             continue

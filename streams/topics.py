@@ -71,12 +71,10 @@ def partition_of(key: str, partitions: int) -> int:
     return zlib.crc32(key.encode("utf-8", "surrogatepass")) % partitions
 
 
-async def raw_partition(producer: Any, account: str) -> int:
-    """The raw-topic partition for an account's records (aiokafka producer): its stage-1
-    partition, so a record starts where its account's state is (any partition works,
-    at the cost of one more hop)."""
-    partitions = await producer.partitions_for(RAW)
-    return partition_of(account, len(partitions))
+async def raw_partitions(producer: Any) -> int:
+    """The raw topic's partition count (aiokafka producer), for
+    `routing.arrival_partition`."""
+    return len(await producer.partitions_for(RAW))
 
 
 def bootstrap_of(broker: str) -> str:

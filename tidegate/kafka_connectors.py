@@ -35,6 +35,7 @@ from streams.core.records import RawRecord, SourceKind
 from streams.core.timeparse import to_iso
 from streams.core.upload import UploadRow
 from streams.embedded.ledger import FINAL, Ledger, duplicate_filename
+from streams.routing import arrival_partition
 from tidegate.kafka_import import find_claim, new_producer, produce_upload, write_claim
 
 log = logging.getLogger("tidegate.kafka")
@@ -224,9 +225,14 @@ class KafkaIngest:
             )
         key = account.encode()
         try:
-            partition = await T.raw_partition(self._producer, account)
+            partitions = await T.raw_partitions(self._producer)
             sends = [
-                await self._producer.send(T.RAW, T.encode_raw(raw), key=key, partition=partition)
+                await self._producer.send(
+                    T.RAW,
+                    T.encode_raw(raw),
+                    key=key,
+                    partition=arrival_partition(raw, partitions),
+                )
                 for raw in records
             ]
             await asyncio.gather(*sends)  # acks=all: on the in-sync replicas before we answer

@@ -36,6 +36,7 @@ from streams.core.errors import Rejection
 from streams.core.records import Dialect, SourceKind
 from streams.core.timeparse import from_iso, to_iso
 from streams.core.upload import FatalUpload, MemberFailure, PlanWarning, UploadNotes, UploadRow
+from streams.routing import arrival_partition
 
 FINAL = frozenset({"success", "partial", "warning", "fail"})
 IN_FLIGHT = 5000  # sends awaited in groups of this size
@@ -67,7 +68,7 @@ async def produce_upload(producer: Any, row: UploadRow) -> dict[str, Any]:
     dialect = row.dialect
     pending: list[Any] = []
     key = row.account.encode()
-    partition = await T.raw_partition(producer, row.account)
+    partitions = await T.raw_partitions(producer)
     try:
         for item in read_upload(row):
             if isinstance(item, PlanWarning | MemberFailure):
@@ -78,6 +79,7 @@ async def produce_upload(producer: Any, row: UploadRow) -> dict[str, Any]:
                 # the upload shows the trigger opt-in its records carry (an archive's
                 # manifest may set it), as it shows the dialect of its first record
                 dialect, trigger = raw.source.dialect, raw.trigger
+            partition = arrival_partition(raw, partitions)
             pending.append(
                 await producer.send(T.RAW, T.encode_raw(raw), key=key, partition=partition)
             )

@@ -6,7 +6,10 @@ keys). A runtime that partitions state by key (the Faust runtime) runs it as fou
 each touching only the state of the key it is routed by:
 
 1. `admit_event` — key: the account. Redelivery (`seen`), missing identity, the catalog
-   limits (checked and committed here: the catalog is per account).
+   limits (checked and committed here: the catalog is per account). The Faust runtime
+   splits it: `admit_arrival` on the partition where the record arrives (redelivery,
+   missing identity, names it already knows), and `check_account_catalog` on the
+   account's partition only for a name new there (docs/decisions/arrival-partition.md).
 2. `resolve_profile` — key: the record's highest-precedence identifier. Its link gives
    the profile (a never-seen identifier makes a new profile and links itself); the
    record's other identifiers and aliases become `LinkRequest`s.
@@ -28,7 +31,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from streams.core.catalog import check_catalog, commit_catalog
+from streams.core.catalog import CATALOG_PROPS_TABLE, check_catalog, commit_catalog, type_key
 from streams.core.decide import NO_IDENTITY
 from streams.core.dedup import (
     SEEN_RETENTION,
@@ -45,7 +48,7 @@ from streams.core.identity import (
     IdentityConflict,
     ordered_identifiers,
 )
-from streams.core.records import Event, Outcome, OutcomeKind
+from streams.core.records import Event, Outcome, OutcomeKind, RecordKind
 from streams.core.settings import AccountSettings
 from streams.core.state import StateStore
 from streams.core.trigger import is_trigger_eligible
@@ -60,6 +63,41 @@ class Admitted:
 
     event: Event
     rejection: Rejection | None = None
+    consult: bool = False  # names new to this worker: the account's catalog must check them
+
+
+class KnownCatalog:
+    """What one worker already knows of its accounts' catalogs: for each event type, names
+    committed to the account's catalog. A catalog only grows, so a name once known stays
+    known; a record using only known names needs no look at the account's catalog. Held in
+    memory and learnt from committed state only (docs/decisions/arrival-partition.md)."""
+
+    __slots__ = ("_limit", "_names")
+
+    def __init__(self, limit: int = 100_000) -> None:
+        self._names: dict[str, frozenset[str]] = {}
+        self._limit = limit
+
+    def fits(self, event: Event, settings: AccountSettings) -> bool:
+        """Whether the catalog limits certainly pass `event` (every name already known)."""
+        if event.kind is not RecordKind.EVENT or event.name is None:
+            return True
+        known = self._names.get(type_key(event.account, event.name))
+        return (
+            known is not None
+            and len(known) <= settings.max_properties
+            and known.issuperset(event.properties)
+        )
+
+    def learn(self, account: str, name: str, names: list[str]) -> None:
+        """`names`: the type's property names as committed in the account's catalog."""
+        key = type_key(account, name)
+        previous = self._names.get(key)
+        if previous is not None and len(previous) >= len(names):
+            return
+        if previous is None and len(self._names) >= self._limit:
+            self._names.clear()  # forgetting costs a look at the catalog, never a wrong answer
+        self._names[key] = frozenset(names)
 
 
 @dataclass(slots=True, frozen=True)
@@ -119,6 +157,50 @@ def admit_event(
         commit_catalog(event, check, store)
     remember_outcome(event_id, store, now, ROUTED, seen_retention, shard)
     return Admitted(event, check.rejection)
+
+
+def admit_arrival(
+    event: Event,
+    store: StateStore,
+    now: datetime,
+    known: KnownCatalog,
+    settings: AccountSettings,
+    *,
+    raw: bytes | None = None,
+    shard: str = "",
+    seen_retention: timedelta = SEEN_RETENTION,
+) -> Admitted | Outcome | None:
+    """Stage 1 on the partition where the record arrives: None for an `event_id` decided
+    before (the `seen` state of this partition), the final outcome of a record without
+    identifiers, else the admitted record, with `consult` set when it uses a catalog name
+    this worker does not know yet (then `check_account_catalog` decides its limits)."""
+    event_id = event.event_id
+    if previous_outcome(event_id, store, now) is not None:
+        return None
+    if not event.identifiers:
+        rejection = NO_IDENTITY
+        remember_outcome(event_id, store, now, f"rejected:{rejection.code}", seen_retention, shard)
+        return Outcome(
+            OutcomeKind.REJECTED, event_id, event.source, event=event, rejection=rejection, raw=raw
+        )
+    remember_outcome(event_id, store, now, ROUTED, seen_retention, shard)
+    return Admitted(event, consult=not known.fits(event, settings))
+
+
+def check_account_catalog(
+    event: Event, store: StateStore, settings: AccountSettings
+) -> tuple[Rejection | None, list[str] | None]:
+    """The catalog limits on the account's partition (key: the account), for a record with
+    a name its arrival worker did not know: checked and committed, as in `admit_event`.
+    Returns the rejection, if any, and the record's type's names now committed (None for a
+    record without a type), for the workers to learn."""
+    check = check_catalog(event, store, settings)
+    if check.changes:
+        commit_catalog(event, check, store)
+    if event.kind is not RecordKind.EVENT or event.name is None:
+        return check.rejection, None
+    stored = store.get(CATALOG_PROPS_TABLE, type_key(event.account, event.name))
+    return check.rejection, list(stored) if isinstance(stored, list) else None
 
 
 def resolve_profile(event: Event, store: StateStore) -> tuple[str, list[LinkRequest]]:

@@ -69,7 +69,7 @@ def _lines(path: Path, rows: list[Any]) -> None:
             handle.write((row if isinstance(row, bytes) else orjson.dumps(row)) + b"\n")
 
 
-def make_uploads(directory: Path, total: int) -> list[Upload]:
+def make_uploads(directory: Path, total: int, accounts: tuple[str, ...] = ACCOUNTS) -> list[Upload]:
     """Rounds of uploads per account: Zeta (user_id+email, duplicate idempotency keys, bad
     lines) and Kissmetrics events and aliases; then, in a later wave, email-only Zeta records
     and Kissmetrics records of the aliases (they follow the links), Naxai with idempotency
@@ -77,7 +77,7 @@ def make_uploads(directory: Path, total: int) -> list[Upload]:
     directory.mkdir(parents=True, exist_ok=True)
     uploads: list[Upload] = []
     rounds = 3
-    per = max(10, total // (rounds * len(ACCOUNTS) * 5))
+    per = max(10, total // (rounds * len(accounts) * 5))
     seq = 0
 
     def add(
@@ -92,11 +92,11 @@ def make_uploads(directory: Path, total: int) -> list[Upload]:
             _lines(path, rows)
         uploads.append(Upload(account, path.name, path, dialect, seq % 2 == 0, wave=wave))
 
-    for account in ACCOUNTS:
+    for account in accounts:
         for seed in ("zeta_sample.jsonl", "vero_checkouts.csv", "kissmetrics_valid.json"):
             add(account, seed, (SEEDS / seed).read_bytes(), None)
     for r in range(rounds):
-        for account in ACCOUNTS:
+        for account in accounts:
             zeta: list[Any] = []
             for i in range(per):
                 u = r * per + i

@@ -46,8 +46,21 @@ pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
 
 def test_faust_equals_embedded(kafka_bootstrap: str, tmp_path: Path, prefix: str) -> None:
+    equality_run(kafka_bootstrap, tmp_path, prefix, ACCOUNTS)
+
+
+def test_faust_equals_embedded_with_every_record_in_one_account(
+    kafka_bootstrap: str, tmp_path: Path, prefix: str
+) -> None:
+    # one account's records arrive on every partition (stage 1 runs where they arrive)
+    equality_run(kafka_bootstrap, tmp_path, prefix, ("acme",))
+
+
+def equality_run(
+    kafka_bootstrap: str, tmp_path: Path, prefix: str, accounts: tuple[str, ...]
+) -> None:
     total = int(os.environ.get("TIDEGATE_FAUST_EQ_RECORDS", "50000"))
-    uploads = make_uploads(tmp_path / "files", total)
+    uploads = make_uploads(tmp_path / "files", total, accounts)
     expected, statuses = embedded_reference(uploads, tmp_path / "embedded")
     assert len(expected) >= total * 0.8
     kinds = Counter(o[2] for o in expected)

@@ -12,7 +12,7 @@ from streams import topics as T
 from streams.core.errors import ErrorCode, Rejection, Stage
 from streams.core.records import Dialect, RawRecord, RecordKind, Source, SourceKind
 from streams.core.stages import LinkRequest
-from streams.hops import Hop, HopError, HopStage, decode_hop, encode_hop
+from streams.hops import Hop, HopError, HopStage, decode_hop, decode_hops, encode_hop, encode_hops
 from tests.unit.core.factories import make_event
 
 json_values = st.recursive(
@@ -79,7 +79,7 @@ def test_link_hop_round_trip() -> None:
     assert decode_hop(encode_hop(hop)) == hop
 
 
-def test_account_hop_carries_the_raw_record() -> None:
+def test_arrival_hop_carries_the_raw_record() -> None:
     source = Source(SourceKind.FILE, Dialect.ZETA, "acme", "up-1", "a.jsonl", None, 7)
     record = RawRecord(
         source,
@@ -88,8 +88,16 @@ def test_account_hop_carries_the_raw_record() -> None:
         trigger=True,
         framing_error=Rejection(ErrorCode.LINE_TOO_LONG, "long", Stage.READ),
     )
-    back = decode_hop(encode_hop(Hop(HopStage.ACCOUNT, "acme", record=record)))
+    back = decode_hop(encode_hop(Hop(HopStage.ARRIVAL, "acme", record=record)))
     assert back.record == record
+    # a stage-1 hop written before stage 1 ran on the arrival partition
+    old = encode_hop(back).replace(b'"stage":"arrival"', b'"stage":"account"')
+    assert decode_hop(old).stage is HopStage.ARRIVAL
+
+
+def test_a_catalog_answer_returns_to_the_arrival_partition_with_the_names() -> None:
+    hop = Hop(HopStage.ADMITTED, "k", make_event(user_id="1"), known=["a", "b"], origin=5)
+    assert decode_hop(encode_hop(hop)) == hop
 
 
 def test_hop_of_an_alias_record_round_trips() -> None:
@@ -103,6 +111,25 @@ def test_hop_of_an_alias_record_round_trips() -> None:
 def test_a_message_that_is_not_a_hop_is_a_hop_error(data: bytes) -> None:
     with pytest.raises(HopError):
         decode_hop(data)
+
+
+def test_a_batch_of_hops_for_one_partition_travels_as_one_message_in_order() -> None:
+    hops = [Hop(HopStage.ROUTE, f"k{i}", make_event(user_id=str(i))) for i in range(5)]
+    hops.append(Hop(HopStage.LINK, "l", link=LinkRequest("acme", "email:x@y.z", "user_id:1", "e")))
+    assert decode_hops(encode_hops(hops)) == hops
+
+
+def test_a_single_hop_message_still_decodes_as_a_batch_of_one() -> None:
+    hop = Hop(HopStage.ROUTE, "k", make_event(user_id="1"))
+    assert decode_hops(encode_hop(hop)) == [hop]
+
+
+def test_a_bad_hop_in_a_batch_does_not_take_its_neighbours_with_it() -> None:
+    good = Hop(HopStage.ROUTE, "k", make_event(user_id="1"))
+    data = encode_hops([good]).replace(b'{"hops":[', b'{"hops":[{"stage":"nope"},', 1)
+    first, second = decode_hops(data)
+    assert isinstance(first, HopError)
+    assert second == good
 
 
 def test_partition_of_is_the_same_everywhere() -> None:

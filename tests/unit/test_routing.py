@@ -20,8 +20,8 @@ from streams.core.outputs import dump_outcome
 from streams.core.records import Dialect, RawRecord, Source, SourceKind, make_event_id
 from streams.core.settings import AccountSettings
 from streams.core.state import MemoryStore
-from streams.hops import Hop, decode_hop, encode_hop
-from streams.routing import advance, first_hop, run_stage
+from streams.hops import Hop, HopError, decode_hops, encode_hops
+from streams.routing import ArrivalMemory, advance, arrival_partition, first_hop, run_stage
 from streams.topics import partition_of
 
 NOW = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
@@ -108,13 +108,14 @@ def run_keyed(
     all_uploads: list[list[RawRecord]], partitions: int, schedule: random.Random
 ) -> tuple[dict[str, Result], int]:
     stores = [MemoryStore() for _ in range(partitions)]
+    memories = [ArrivalMemory() for _ in range(partitions)]
     found: dict[str, Result] = {}
     hops = 0
     for n, records in enumerate(all_uploads):
         # a producer keys by account, but not necessarily onto the account's partition
         entry = schedule.randrange(partitions)
         raw_queues = {p: deque[Hop]() for p in range(partitions)}
-        key_queues = {p: deque[bytes]() for p in range(partitions)}
+        key_queues = {p: deque[Hop]() for p in range(partitions)}
         raw_queues[entry].extend(first_hop(raw) for raw in records)
         while True:
             ready = [("raw", p) for p, q in raw_queues.items() if q]
@@ -125,12 +126,24 @@ def run_keyed(
             if which == "raw":
                 hop = raw_queues[partition].popleft()
             else:
-                hop = decode_hop(key_queues[partition].popleft())
-            done = advance(hop, partition, partitions, stores[partition], NOW, lambda _: SETTINGS)
+                hop = key_queues[partition].popleft()
+            done = advance(
+                hop,
+                partition,
+                partitions,
+                stores[partition],
+                NOW,
+                lambda _: SETTINGS,
+                memories[partition],
+            )
             assert not done.failures, done.failures
+            by_target: dict[int, list[Hop]] = {}
             for target, forward in done.forwards:
-                key_queues[target].append(encode_hop(forward))
+                by_target.setdefault(target, []).append(forward)
                 hops += 1
+            for target, batch in by_target.items():  # one message per partition, on the wire
+                decoded = decode_hops(encode_hops(batch))
+                key_queues[target].extend(h for h in decoded if not isinstance(h, HopError))
             for outcome in done.outcomes:
                 profile = outcome.event.profile_id if outcome.event else None
                 triggered = bool(outcome.event and outcome.event.triggered)
@@ -164,7 +177,9 @@ def test_every_stage_state_stays_in_its_keys_partition() -> None:
         queue: deque[tuple[int, Hop]] = deque((0, first_hop(raw)) for raw in records)
         while queue:
             partition, hop = queue.popleft()
-            done = advance(hop, partition, 8, stores[partition], NOW, lambda _: SETTINGS)
+            done = advance(
+                hop, partition, 8, stores[partition], NOW, lambda _: SETTINGS, ArrivalMemory()
+            )
             queue.extend(done.forwards)
     for partition, store in enumerate(stores):
         for key in store.tables.get("identity", {}):
@@ -181,3 +196,73 @@ def test_a_stateless_dead_letter_says_when_its_record_was_received() -> None:
     assert step.outcome is not None and step.outcome.rejection is not None
     letter = orjson.loads(dump_outcome(step.outcome))
     assert (letter["code"], letter["received_at"]) == ("invalid_json", "2024-06-01T11:55:00Z")
+
+
+def test_catalog_limits_hold_whichever_partition_each_record_arrives_on() -> None:
+    # records of one account arrive on four partitions; names new to a partition consult the account's partition, so the limits are never exceeded (which of
+    # two records gets the last free name follows the order they reach it)
+    tight = AccountSettings(max_event_types=2, max_properties=2)
+    plan = [
+        ("a", ["p", "q", "r"]),
+        ("a", ["p"]),
+        ("b", []),
+        ("c", []),
+        ("a", ["q"]),
+        ("a", ["r"]),
+        ("a", ["p", "q"]),
+    ]
+    plan += [("b", []), ("d", []), ("a", ["p"]), ("c", [])] * 3
+    records = [
+        _raw(
+            "acct",
+            "up",
+            line,
+            {"user_id": f"u{line}", "event_type": name, "timestamp": "2024-06-01T11:00:00Z"}
+            | dict.fromkeys(props, 1),
+        )
+        for line, (name, props) in enumerate(plan, 1)
+    ]
+    stores = [MemoryStore() for _ in range(4)]
+    memories = [ArrivalMemory() for _ in range(4)]
+    queue = deque((line % 4, first_hop(raw)) for line, raw in enumerate(records))
+    outcomes = {}
+    while queue:
+        partition, hop = queue.popleft()
+        done = advance(
+            hop, partition, 4, stores[partition], NOW, lambda _: tight, memories[partition]
+        )
+        queue.extend(done.forwards)
+        for outcome in done.outcomes:
+            assert outcome.event_id not in outcomes
+            outcomes[outcome.event_id] = outcome
+    assert len(outcomes) == len(records)
+    accepted: dict[str, set[str]] = {}
+    for outcome in outcomes.values():
+        if outcome.event is not None and outcome.code is None:
+            accepted.setdefault(str(outcome.event.name), set()).update(outcome.event.properties)
+    assert len(accepted) == 2 and all(len(names) <= 2 for names in accepted.values())
+    codes = {str(o.code) for o in outcomes.values() if o.code is not None}
+    assert codes == {"too_many_event_types", "too_many_properties"}
+    # every name is committed on the account's partition only
+    account_partition = partition_of("acct", 4)
+    for partition, store in enumerate(stores):
+        assert bool(store.tables.get("catalog_props")) == (partition == account_partition)
+
+
+def test_a_user_s_records_arrive_on_the_partition_of_their_stage_2_key() -> None:
+    first = _raw(
+        "acct", "up", 1, {"user_id": "42", "event_type": "a", "timestamp": "2024-06-01T11:00:00Z"}
+    )
+    second = _raw(
+        "acct",
+        "up2",
+        9,
+        {"user_id": "42", "event_type": "b", "email": "x@y.z", "timestamp": "2024-06-01T11:00:00Z"},
+    )
+    assert (
+        arrival_partition(first, 8)
+        == arrival_partition(second, 8)
+        == partition_of("acct\x1fuser_id:42", 8)
+    )
+    bad = _raw("acct", "up", 3, None)
+    assert arrival_partition(bad, 8) == partition_of(make_event_id(bad.source), 8)
