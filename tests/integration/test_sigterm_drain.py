@@ -66,7 +66,9 @@ def _accepted(data: Path) -> list[str]:
     path = data / "out" / "accepted.jsonl"
     if not path.exists():
         return []
-    return [json.loads(line)["profile_id"] for line in path.read_bytes().splitlines() if line]
+    # while the engine writes, the file may end in part of a line: only whole lines count
+    whole = path.read_bytes().rpartition(b"\n")[0]
+    return [json.loads(line)["profile_id"] for line in whole.splitlines() if line]
 
 
 def _write_drop(path: Path) -> None:
