@@ -34,7 +34,7 @@ def _start(data: Path, log: Path | None = None) -> tuple[subprocess.Popen[str], 
     proc = subprocess.Popen(
         [
             *(sys.executable, "-m", "tidegate.cli", "run", "--data", str(data)),
-            *("--sftp-port", "0", "--http-port", "0", "--settle", "0.5"),
+            *("--sftp-port", "0", "--ftp-port", "-1", "--http-port", "0", "--settle", "0.5"),
         ],
         stdout=subprocess.PIPE,
         stderr=stderr,
