@@ -138,25 +138,14 @@ def admit_event(
     settings: AccountSettings,
     *,
     raw: bytes | None = None,
-    shard: str = "",
-    seen_retention: timedelta = SEEN_RETENTION,
 ) -> Admitted | Outcome | None:
-    """Stage 1 (account): None for an `event_id` decided before, the final outcome of a
-    record without identifiers, else the admitted record."""
-    event_id = event.event_id
-    if previous_outcome(event_id, store, now) is not None:
-        return None
-    if not event.identifiers:
-        rejection = NO_IDENTITY
-        remember_outcome(event_id, store, now, f"rejected:{rejection.code}", seen_retention, shard)
-        return Outcome(
-            OutcomeKind.REJECTED, event_id, event.source, event=event, rejection=rejection, raw=raw
-        )
-    check = check_catalog(event, store, settings)
-    if check.changes:
-        commit_catalog(event, check, store)
-    remember_outcome(event_id, store, now, ROUTED, seen_retention, shard)
-    return Admitted(event, check.rejection)
+    """Stage 1 in one place (key: the account): `admit_arrival` with nothing known of the
+    catalog, then `check_account_catalog`, as when the arrival partition is the account's."""
+    admitted = admit_arrival(event, store, now, KnownCatalog(), settings, raw=raw)
+    if not isinstance(admitted, Admitted):
+        return admitted
+    rejection, _ = check_account_catalog(event, store, settings)
+    return Admitted(event, rejection)
 
 
 def admit_arrival(
@@ -191,7 +180,7 @@ def check_account_catalog(
     event: Event, store: StateStore, settings: AccountSettings
 ) -> tuple[Rejection | None, list[str] | None]:
     """The catalog limits on the account's partition (key: the account), for a record with
-    a name its arrival worker did not know: checked and committed, as in `admit_event`.
+    a name its arrival worker did not know: checked and committed.
     Returns the rejection, if any, and the record's type's names now committed (None for a
     record without a type), for the workers to learn."""
     check = check_catalog(event, store, settings)
