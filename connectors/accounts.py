@@ -37,7 +37,6 @@ import json
 import os
 import re
 import secrets
-import tempfile
 import threading
 import tomllib
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -45,6 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from connectors.atomic_file import replace_file
 from streams.core.csvmap import CsvMapping, parse_mapping
 from streams.core.errors import Rejection
 
@@ -556,17 +556,7 @@ def _account_toml(
 def _write_private(path: Path, text: str) -> None:
     """Atomically replaces `path` with `text`, mode 0600 from the first byte."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    replace_file(path, text)
 
 
 def _new_credentials(name: str, username: str) -> Credentials:

@@ -33,7 +33,6 @@ import logging
 import os
 import secrets
 import sqlite3
-import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -45,6 +44,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from connectors.accounts import Account, Accounts
+from connectors.atomic_file import replace_file
 from connectors.ports import Ingest
 from connectors.staging import (
     CLAIM_FILE,
@@ -124,17 +124,7 @@ def write_s3_secret(data_dir: Path, account: str, secret: str) -> Path:
     path = secret_path(data_dir, account)
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     path.parent.chmod(0o700)
-    fd, tmp = tempfile.mkstemp(prefix=".secret.", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(secret.strip() + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    replace_file(path, secret.strip() + "\n")
     return path
 
 

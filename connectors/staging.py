@@ -36,7 +36,6 @@ import logging
 import os
 import secrets
 import shutil
-import tempfile
 import time
 import unicodedata
 from collections.abc import Callable
@@ -45,6 +44,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 
+from connectors.atomic_file import replace_file
 from connectors.ports import FileUpload, Ingest, Receipt
 from streams.core.errors import ErrorCode
 from streams.core.records import Dialect
@@ -163,16 +163,7 @@ class HandOverResult:
 
 
 def _write_json(path: Path, data: dict[str, object]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".claim.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=1)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    replace_file(path, json.dumps(data, indent=1))
 
 
 def _utc(dt: datetime) -> str:
@@ -404,18 +395,12 @@ class HandOver:
     def _write_status(self, claim: Claim, suffix: str, lines: list[str]) -> None:
         target = self.status_path(claim.account, claim.folder, claim.filename, suffix)
         try:
-            # written in the (hidden) area, then renamed into the user's folder
-            fd, tmp = tempfile.mkstemp(prefix=".status.", dir=self.area)
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write("\n".join(lines) + "\n")
-            os.chmod(tmp, 0o600)
             if target.is_symlink() or target.is_dir():
                 raise OSError(f"{target} is not a regular file")
-            os.replace(tmp, target)
+            # written in the (hidden) area, then renamed into the user's folder
+            replace_file(target, "\n".join(lines) + "\n", staging_dir=self.area)
         except OSError:
             log.exception("%s: could not write status file %s", self.source, target)
-            with contextlib.suppress(OSError, UnboundLocalError):
-                os.unlink(tmp)
 
     def _remove_status(self, claim: Claim, suffix: str) -> None:
         with contextlib.suppress(FileNotFoundError):

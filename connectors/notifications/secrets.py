@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
 import secrets as random
-import tempfile
 from pathlib import Path
+
+from connectors.atomic_file import replace_file
 
 FILE_NAME = "webhook_secrets.json"
 
@@ -36,15 +36,5 @@ class WebhookSecrets:
         data = self._load()
         data.setdefault(account, {})[url] = secret
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".webhook_secrets.")
-        try:
-            os.fchmod(fd, 0o600)
-            with os.fdopen(fd, "w", encoding="utf-8") as out:
-                json.dump(data, out, indent=1, sort_keys=True)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        replace_file(self.path, json.dumps(data, indent=1, sort_keys=True))
         return secret
