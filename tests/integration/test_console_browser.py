@@ -7,7 +7,6 @@ import json
 import re
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,6 +20,13 @@ import pytest
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 
 from connectors.accounts import Credentials, add_account
+from tests.integration.run_helpers import (
+    read_welcome,
+    sftp_port,
+    start_run,
+    stop_run,
+    welcome_value,
+)
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 
@@ -51,66 +57,20 @@ class Running:
     accounts: dict[str, Credentials]
 
 
-def _welcome(proc: subprocess.Popen[str], deadline: float) -> str:
-    assert proc.stdout is not None
-    stdout = proc.stdout
-    lines: list[str] = []
-    done = threading.Event()
-
-    def read() -> None:
-        for line in stdout:
-            lines.append(line)
-            if "operator token" in line and "op_" in line:
-                break
-        done.set()
-
-    threading.Thread(target=read, daemon=True).start()
-    done.wait(max(0.0, deadline - time.monotonic()))
-    text = "".join(lines)
-    if "op_" not in text:
-        raise AssertionError(f"tidegate run did not start:\n{text}")
-    return text
-
-
 @pytest.fixture(scope="module")
 def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
     data = tmp_path_factory.mktemp("console") / "data"
     config = data / "accounts.toml"
     accounts = {name: add_account(config, name) for name in ("alice", "bob")}
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "tidegate.cli",
-            "run",
-            "--data",
-            str(data),
-            "--sftp-port",
-            "0",
-            "--ftp-port",
-            "0",
-            "--http-port",
-            "0",
-            "--settle",
-            str(SETTLE),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
+    proc = start_run(data, "--settle", str(SETTLE))
     try:
-        text = _welcome(proc, time.monotonic() + 30)
-        sftp_port = int(re.search(r"sftp -P (\d+)", text).group(1))  # type: ignore[union-attr]
-        url = re.search(r"web console\s+(http://\S+?)/console/", text).group(1)  # type: ignore[union-attr]
-        token = re.search(r"operator token\s+(op_\S+)", text).group(1)  # type: ignore[union-attr]
-        yield Running(proc, data, url, sftp_port, token, accounts)
+        text = read_welcome(proc, 30, last="op_")
+        port = sftp_port(text)
+        url = welcome_value(text, r"web console\s+(http://\S+?)/console/")
+        token = welcome_value(text, r"operator token\s+(op_\S+)")
+        yield Running(proc, data, url, port, token, accounts)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_run(proc, 15)
 
 
 @pytest.fixture(scope="module")

@@ -4,9 +4,6 @@ Kafka runtime, and the workers decide them."""
 from __future__ import annotations
 
 import asyncio
-import re
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -16,7 +13,7 @@ import pytest
 
 from streams import topics as T
 from tests.integration.faust_helpers import REPO, Workers, read_topic
-from tests.integration.test_run_end_to_end import _read_welcome
+from tests.integration.run_helpers import http_port, passcode, read_welcome, start_run, stop_run
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -31,33 +28,15 @@ def test_run_with_broker_hands_api_records_to_the_workers(
     run = None
     try:
         workers.start(1)
-        run = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "tidegate.cli",
-                "run",
-                "--broker",
-                f"kafka://{kafka_bootstrap}",
-                "--data",
-                str(tmp_path / "data"),
-                "--sftp-port",
-                "0",
-                "--ftp-port",
-                "0",
-                "--http-port",
-                "0",
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
+        run = start_run(
+            tmp_path / "data",
+            "--broker",
+            f"kafka://{kafka_bootstrap}",
             cwd=REPO,
             env=workers.env(),
         )
-        text = _read_welcome(run, time.monotonic() + 60)
-        passcode = re.search(r"X-CleverTap-Passcode (\S+)", text)
-        port = re.search(r"http://127\.0\.0\.1:(\d+)/", text)
-        assert passcode and port, text
+        text = read_welcome(run)
+        code, port = passcode(text), http_port(text)
         ts = int(time.time()) - 60
         body = {
             "d": [
@@ -72,9 +51,9 @@ def test_run_with_broker_hands_api_records_to_the_workers(
             ]
         }
         response = httpx.post(
-            f"http://127.0.0.1:{port[1]}/1/upload",
+            f"http://127.0.0.1:{port}/1/upload",
             json=body,
-            headers={"X-CleverTap-Account-Id": "demo", "X-CleverTap-Passcode": passcode[1]},
+            headers={"X-CleverTap-Account-Id": "demo", "X-CleverTap-Passcode": code},
             timeout=30,
         )
         assert response.status_code == 200, response.text
@@ -89,8 +68,7 @@ def test_run_with_broker_hands_api_records_to_the_workers(
         raise
     finally:
         if run is not None:
-            run.terminate()
-            run.wait(timeout=30)
+            stop_run(run)
         workers.stop()
     [record] = accepted
     assert orjson.loads(record.value)["profile_id"] == "email:ada@example.com"  # type: ignore[attr-defined]

@@ -14,23 +14,12 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.integration.run_helpers import REPO, read_welcome, start_run, stop_run
 
 pytestmark = pytest.mark.skipif(
     not all(Path(f"/usr/bin/{tool}").exists() for tool in ("sftp", "sshpass", "curl")),
     reason="needs OpenSSH sftp, sshpass and curl (scripts/setup installs them)",
 )
-
-
-def read_welcome(proc: subprocess.Popen[str]) -> str:
-    assert proc.stdout is not None
-    lines: list[str] = []
-    deadline = time.monotonic() + 30
-    for line in proc.stdout:
-        lines.append(line)
-        if "/events?wait=" in line or time.monotonic() > deadline:
-            break
-    return "".join(lines)
 
 
 def paste(lines: list[str], home: Path) -> str:
@@ -71,30 +60,9 @@ def test_the_printed_first_file_commands_work_when_pasted(tmp_path: Path) -> Non
     data = tmp_path / "data"
     home = tmp_path / "home"  # a fresh machine: no ~/.ssh at all
     home.mkdir()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "tidegate.cli",
-            "run",
-            "--data",
-            str(data),
-            "--sftp-port",
-            "0",
-            "--ftp-port",
-            "0",
-            "--http-port",
-            "0",
-            "--settle",
-            "0.3",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        cwd=REPO,
-    )
+    proc = start_run(data, "--settle", "0.3", cwd=REPO)
     try:
-        welcome = read_welcome(proc)
+        welcome = read_welcome(proc, 30, last="/events?wait=")
         block = welcome.split("Send a first file", 1)[1].splitlines()[1:]
         commands = [line.strip() for line in block if line.startswith("  ")]
         assert any("sftp" in c for c in commands) and any(c.startswith("curl") for c in commands)
@@ -128,5 +96,4 @@ def test_the_printed_first_file_commands_work_when_pasted(tmp_path: Path) -> Non
         answer = re.search(r'\{"status":"(\w+)".*?\}', transcript)
         assert answer and answer[1] == "accepted", transcript
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        stop_run(proc)

@@ -16,6 +16,7 @@ import pytest
 
 from connectors.notifications.signing import verify
 from tests.integration.notify_helpers import Hook, free_port, until, webhook_server
+from tests.integration.run_helpers import read_welcome, start_run
 
 UPLOADS = Path(__file__).parent.parent / "fixtures" / "uploads"
 FILES = 4
@@ -33,24 +34,10 @@ def _env() -> dict[str, str]:
     }
 
 
-async def _start(data: Path) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen(
-        [
-            *(sys.executable, "-m", "tidegate.cli", "run", "--data", str(data)),
-            *("--sftp-port", "0", "--http-port", "0", "--settle", "0.2"),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        env=_env(),
-    )
-    assert proc.stdout is not None
-    os.set_blocking(proc.stdout.fileno(), False)
-    seen = b""
-    deadline = time.monotonic() + 60
-    while b"Tidegate is running" not in seen:
-        assert proc.poll() is None and time.monotonic() < deadline, seen
-        seen += proc.stdout.read() or b""
-        await asyncio.sleep(0.1)
+async def _start(data: Path) -> subprocess.Popen[str]:
+    proc = start_run(data, "--settle", "0.2", env=_env())
+    # in a thread: the webhook receiver shares this event loop and must answer meanwhile
+    await asyncio.to_thread(read_welcome, proc, 60, "Tidegate is running")
     return proc
 
 

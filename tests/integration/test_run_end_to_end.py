@@ -5,11 +5,9 @@ from __future__ import annotations
 import ftplib
 import io
 import json
-import re
 import ssl
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,6 +17,18 @@ from pathlib import Path
 import httpx
 import paramiko
 import pytest
+
+from tests.integration.run_helpers import (
+    api_key,
+    ftp_port,
+    http_port,
+    passcode,
+    read_welcome,
+    sftp_login,
+    sftp_port,
+    start_run,
+    stop_run,
+)
 
 
 @dataclass
@@ -34,77 +44,26 @@ class Running:
     ftp_port: int = 0
 
 
-def _read_welcome(proc: subprocess.Popen[str], deadline: float) -> str:
-    """The welcome `tidegate run` prints, up to its last line; fails at `deadline` also
-    when the process prints nothing at all (a thread reads, so a silent process cannot
-    block the test until pytest's own timeout)."""
-    assert proc.stdout is not None
-    stdout = proc.stdout
-    lines: list[str] = []
-    finished = threading.Event()
-
-    def read() -> None:
-        for line in stdout:
-            lines.append(line)
-            if "tidegate uploads" in line:
-                break
-        finished.set()  # the welcome's last line, or the end of the output
-
-    threading.Thread(target=read, daemon=True).start()
-    finished.wait(max(0.0, deadline - time.monotonic()))
-    text = "".join(lines)
-    if finished.is_set() and "tidegate uploads" in text:
-        return text
-    raise AssertionError(f"tidegate run did not start:\n{text}")
-
-
 @pytest.fixture
 def running(tmp_path: Path) -> Iterator[Running]:
     data = tmp_path / "data"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "tidegate.cli",
-            "run",
-            "--data",
-            str(data),
-            "--sftp-port",
-            "0",
-            "--ftp-port",
-            "0",
-            "--http-port",
-            "0",
-            "--settle",
-            "0.3",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
+    proc = start_run(data, "--settle", "0.3")
     try:
-        text = _read_welcome(proc, time.monotonic() + 30)
-        creds = re.search(r"SFTP user (\S+)\s+password (\S+)", text)
-        api_key = re.search(r"API key \(Authorization: Bearer \.\.\.\)\s+(\S+)", text)
-        passcode = re.search(r"X-CleverTap-Passcode (\S+)", text)
-        sftp_port = re.search(r"sftp -P (\d+)", text)
-        http_port = re.search(r"http://127\.0\.0\.1:(\d+)/", text)
-        ftp_port = re.search(r"ftp://127\.0\.0\.1:(\d+)/", text)
-        assert creds and api_key and passcode and sftp_port and http_port and ftp_port, text
+        text = read_welcome(proc, 30)
+        user, password = sftp_login(text)
         yield Running(
             proc,
             data,
-            int(sftp_port[1]),
-            int(http_port[1]),
-            creds[1],
-            creds[2],
-            api_key[1],
-            passcode[1],
-            int(ftp_port[1]),
+            sftp_port(text),
+            http_port(text),
+            user,
+            password,
+            api_key(text),
+            passcode(text),
+            ftp_port(text),
         )
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        stop_run(proc)
 
 
 def _events(n: int, prefix: str) -> bytes:

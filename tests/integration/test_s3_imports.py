@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 import zipfile
 from collections import Counter
@@ -23,6 +22,7 @@ import pytest
 
 from connectors.accounts import add_account
 from connectors.s3 import read_s3_secret, secret_path, write_s3_secret
+from tests.integration.run_helpers import read_welcome, start_run
 from tests.integration.s3_helpers import BUCKET, SECRET_KEY, S3Server, free_port, s3
 from tests.integration.test_embedded_crash import _event_ids
 
@@ -68,40 +68,12 @@ def _start(data: Path) -> Run:
     http_port = free_port()
     log = data / f"run-{time.monotonic_ns()}.log"
     with log.open("w") as err:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "tidegate.cli",
-                "run",
-                "--data",
-                str(data),
-                "--sftp-port",
-                "0",
-                "--http-port",
-                str(http_port),
-                "--settle",
-                "0.3",
-                "--s3-interval",
-                "0.3",
-            ],
-            stdout=subprocess.PIPE,
+        proc = start_run(
+            data, "--http-port", str(http_port), "--settle", "0.3", "--s3-interval", "0.3",
             stderr=err,
-            text=True,
-        )
+        )  # fmt: skip
     run = Run(data, proc, f"http://127.0.0.1:{http_port}", log)
-    assert proc.stdout is not None
-    stdout = proc.stdout
-    ready = threading.Event()
-
-    def read() -> None:
-        for line in stdout:
-            if line.strip().startswith("accounts"):
-                ready.set()
-        ready.set()
-
-    threading.Thread(target=read, daemon=True).start()
-    ready.wait(60)
+    read_welcome(proc, 60, last="  accounts  ")
     assert proc.poll() is None, log.read_text()
     return run
 

@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -18,6 +16,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.integration import run_helpers
+from tests.integration.run_helpers import http_port, read_welcome, start_run, stop_run
+
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 LINES = 200_000
@@ -25,41 +26,13 @@ DRAIN = 3.0
 
 
 def _start(data: Path, last: str = "  accounts  ") -> tuple[subprocess.Popen[str], str, int]:
-    proc = subprocess.Popen(
-        [
-            *(sys.executable, "-m", "tidegate.cli", "run", "--data", str(data)),
-            *("--sftp-port", "0", "--http-port", "0", "--settle", "0.2"),
-            *("--drain-seconds", str(DRAIN)),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
+    proc = start_run(data, "--settle", "0.2", "--drain-seconds", str(DRAIN))
+    text = read_welcome(proc, 60, last)
+    return (
+        proc,
+        run_helpers.passcode(text) if "X-CleverTap-Passcode" in text else "",
+        http_port(text),
     )
-    text = _read_welcome(proc, time.monotonic() + 60, last)
-    port = re.search(r"http://127\.0\.0\.1:(\d+)/", text)
-    passcode = re.search(r"X-CleverTap-Passcode (\S+)", text)
-    assert port, text
-    return proc, passcode[1] if passcode else "", int(port[1])
-
-
-def _read_welcome(proc: subprocess.Popen[str], deadline: float, last: str) -> str:
-    """The welcome up to its line holding `last` (a thread reads: never blocks)."""
-    assert proc.stdout is not None
-    stdout = proc.stdout
-    lines: list[str] = []
-    finished = threading.Event()
-
-    def read() -> None:
-        for line in stdout:
-            lines.append(line)
-            if last in line:
-                break
-        finished.set()
-
-    threading.Thread(target=read, daemon=True).start()
-    finished.wait(max(0.0, deadline - time.monotonic()))
-    assert finished.is_set() and lines and last in lines[-1], "".join(lines)
-    return "".join(lines)
 
 
 def _accepted(data: Path) -> list[str]:
@@ -162,8 +135,7 @@ def _drain_and_restart(
             time.sleep(0.1)
         time.sleep(1.0)  # nothing more may come
     finally:
-        proc.terminate()
-        proc.wait(timeout=60)
+        stop_run(proc, 60)
 
     accepted = _accepted(data)
     counts = Counter(accepted)
