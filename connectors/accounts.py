@@ -34,7 +34,6 @@ import base64
 import hashlib
 import hmac
 import json
-import os
 import re
 import secrets
 import threading
@@ -44,7 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from connectors.atomic_file import replace_file
+from connectors.atomic_file import create_file, replace_file
 from streams.core.csvmap import CsvMapping, parse_mapping
 from streams.core.errors import Rejection
 
@@ -748,19 +747,8 @@ def ensure_demo_account(path: Path) -> tuple[Account, Credentials] | None:
         )
     )
     path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
+    if not create_file(path, text):
         return None  # created concurrently: that process printed the credentials
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-    except BaseException:
-        path.unlink(missing_ok=True)
-        raise
     account = load_accounts(path).get(DEMO_ACCOUNT)
     assert account is not None
     return account, creds
