@@ -19,6 +19,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,7 @@ class Load:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.acked = 0
-        self.errors = 0
+        self.errors: Counter[str] = Counter()  # by kind: an HTTP status or an exception
         self.latencies: list[float] = []
         self.stop = threading.Event()
 
@@ -69,16 +70,16 @@ def _api_worker(load: Load, creds: dict[str, Any], rate: float, records: int, wi
             started = time.perf_counter()
             try:
                 response = client.post("/1/upload", json=body, headers=headers)
-                ok = response.status_code == 200
-            except httpx.HTTPError:
-                ok = False
+                failure = None if response.status_code == 200 else f"http {response.status_code}"
+            except httpx.HTTPError as exc:
+                failure = f"http {type(exc).__name__}"
             elapsed = time.perf_counter() - started
             with load.lock:
                 load.latencies.append(elapsed)
-                if ok:
+                if failure is None:
                     load.acked += records
                 else:
-                    load.errors += 1
+                    load.errors[failure] += 1
             next_at += period
             time.sleep(max(0.0, next_at - time.monotonic()))
 
@@ -102,9 +103,9 @@ def _sftp_worker(load: Load, creds: dict[str, Any], every: float, lines: int) ->
             transport.close()
             with load.lock:
                 load.acked += lines
-        except (paramiko.SSHException, OSError):
+        except (paramiko.SSHException, OSError) as exc:
             with load.lock:
-                load.errors += 1
+                load.errors[f"sftp {type(exc).__name__}: {exc}"[:120]] += 1
         n += 1
         load.stop.wait(every)
 
@@ -154,13 +155,14 @@ def main() -> int:
     parser.add_argument("--sftp-every", type=float, default=10.0, help="seconds between files")
     parser.add_argument("--sftp-lines", type=int, default=5000)
     parser.add_argument("--out", type=Path, default=Path("soak"))
+    parser.add_argument("--server-log", type=Path, help="where the server's log goes")
     args = parser.parse_args()
 
     load = Load()
     samples: list[dict[str, float]] = []
     with tempfile.TemporaryDirectory(prefix="soak-") as tmp:
         data = Path(tmp) / "data"
-        proc, creds = _start(data)
+        proc, creds = _start(data, args.server_log)
         rss = RssSampler(proc.pid)
         rss.start()
         threads = [
@@ -223,12 +225,13 @@ def main() -> int:
         "sftp_every_s": args.sftp_every,
         "acknowledged": load.acked,
         "outputs": outputs,
-        "errors": load.errors,
+        "errors": sum(load.errors.values()),
+        "errors_by_kind": dict(load.errors),
         "rss_mib_median": statistics.median(s["server_rss_mib"] for s in samples),
         "rss_mib_peak_sampled": round(rss.peak_kib / 1024, 1),
         "p99_ms_median": statistics.median(s["p99_ms"] for s in samples),
         "lag_records_median": statistics.median(s["lag_records"] for s in samples),
-        "ok": outputs == load.acked and load.errors == 0,
+        "ok": outputs == load.acked and not load.errors,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(
