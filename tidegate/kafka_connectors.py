@@ -32,9 +32,10 @@ from connectors.ports import (
 from streams import topics as T
 from streams.core.feedback import RejectedRow
 from streams.core.records import RawRecord, SourceKind
+from streams.core.status import FINAL_STATUSES as FINAL
 from streams.core.timeparse import to_iso
 from streams.core.upload import UploadRow
-from streams.embedded.ledger import FINAL, Ledger, duplicate_filename
+from streams.embedded.ledger import Ledger, duplicate_filename
 from streams.routing import arrival_partition
 from tidegate.kafka_import import find_claim, new_producer, produce_upload, write_claim
 
