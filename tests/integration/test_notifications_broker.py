@@ -1,0 +1,142 @@
+"""Notifications on the Kafka runtime: `tidegate run --broker` with a worker, a real SMTP
+server and a real HTTP receiver; each finished upload is told once by email and webhook."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import orjson
+import pytest
+
+from connectors.notifications.signing import verify
+from tests.integration.faust_helpers import REPO, Workers
+from tests.integration.notify_helpers import Hook, smtp_server, until, webhook_server
+
+pytestmark = [pytest.mark.kafka, pytest.mark.slow]
+
+
+def _tidegate(*args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "tidegate.cli", *args],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=REPO,
+    )
+    return done.stdout
+
+
+def _started(run: subprocess.Popen[str]) -> None:
+    """Until `run` prints its console line (an existing account: no first-file lines)."""
+    assert run.stdout is not None
+    for line in run.stdout:
+        if "web console" in line:
+            return
+    raise AssertionError("tidegate run ended before it started")
+
+
+def _partial_drop(path: Path) -> None:
+    """Two accepted records and one rejected (its timestamp is not a time)."""
+    at = (datetime.now(UTC) - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    rows = [
+        {"user_id": "u1", "event_type": "signed_up", "timestamp": at, "idempotencyKey": "k1"},
+        {"user_id": "u2", "event_type": "signed_up", "timestamp": at, "idempotencyKey": "k2"},
+        {"user_id": "u3", "event_type": "signed_up", "timestamp": "soon", "idempotencyKey": "k3"},
+    ]
+    path.write_bytes(b"".join(orjson.dumps(row) + b"\n" for row in rows))
+
+
+def _hand_over(events: Path, name: str) -> None:
+    """Into the watched folder under a hidden name first, so it is seen whole."""
+    hidden = events / f".{name}"
+    _partial_drop(hidden)
+    hidden.rename(events / name)
+
+
+async def test_run_with_broker_tells_each_finished_upload_once_by_email_and_webhook(
+    kafka_bootstrap: str, tmp_path: Path, prefix: str
+) -> None:
+    data = tmp_path / "data"
+    workers = Workers(kafka_bootstrap, tmp_path, prefix)
+    # the real clock on both sides: the connectors stamp what they receive with it
+    fixed = workers.env
+    workers.env = lambda: {k: v for k, v in fixed().items() if k != "TIDEGATE_NOW"}  # type: ignore[method-assign]
+    hook = Hook()
+    run: subprocess.Popen[str] | None = None
+    async with smtp_server() as (sink, smtp_port), webhook_server(hook) as url:
+        # the targets as a user sets them (docs/NOTIFICATIONS.md)
+        _tidegate("accounts", "--data", str(data), "add", "acme")
+        _tidegate(
+            *("accounts", "--data", str(data), "set", "acme"),
+            *("notify_emails=ops@acme.test", f"webhooks={url}"),
+        )
+        made = _tidegate(
+            *("notifications", "secret", "--data", str(data)),
+            *("--account", "acme", "--url", url),
+        )
+        secret = made.split()[-1]
+        try:
+            workers.start(1)
+            env = {
+                **workers.env(),
+                "TIDEGATE_SMTP_HOST": "127.0.0.1",
+                "TIDEGATE_SMTP_PORT": str(smtp_port),
+                "TIDEGATE_SMTP_SECURITY": "none",
+                "TIDEGATE_NOTIFY_POLL": "0.1",
+            }
+            run = subprocess.Popen(
+                [
+                    *(sys.executable, "-m", "tidegate.cli", "run"),
+                    *("--broker", f"kafka://{kafka_bootstrap}", "--data", str(data)),
+                    *("--sftp-port", "0", "--ftp-port", "-1", "--http-port", "0"),
+                    *("--settle", "0.2"),
+                ],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                text=True,
+                cwd=REPO,
+                env=env,
+            )
+            await asyncio.wait_for(asyncio.to_thread(_started, run), 60)
+            events = data / "watch" / "acme" / "events"
+            events.mkdir(parents=True, exist_ok=True)
+            _hand_over(events, "drop.jsonl")
+            await until(lambda: len(hook.received) >= 1 and len(sink.messages) >= 1, 180)
+            # the same name again: refused as a whole, and told so once as well
+            _hand_over(events, "drop.jsonl")
+            await until(lambda: len(hook.received) >= 2 and len(sink.messages) >= 2, 60)
+            await asyncio.sleep(3.0)  # thirty polls of the history: nothing more comes
+        except BaseException:
+            print(workers.report())
+            raise
+        finally:
+            if run is not None:
+                run.terminate()
+                await asyncio.to_thread(run.wait, 30)
+            await asyncio.to_thread(workers.stop)
+
+    assert len(hook.received) == 2 and len(sink.messages) == 2
+    now = int(time.time())
+    reports = []
+    for headers, body in hook.received:
+        assert verify(secret, headers["tidegate-signature"], body, now)
+        assert not verify(secret, headers["tidegate-signature"], body + b" ", now)
+        report = orjson.loads(body)
+        assert report["delivery_id"] == headers["tidegate-delivery"]
+        reports.append(report)
+    finished, refused = sorted(reports, key=lambda r: r["status"] == "refused")
+    assert finished["status"] == "partial" and finished["filename"] == "drop.jsonl"
+    assert finished["counts"]["accepted"] == 2 and finished["counts"]["rejected"] == 1
+    assert refused["status"] == "refused" and refused["upload_id"] is None
+    assert refused["fatal"]["code"] == "duplicate_filename"
+    subjects = sorted(str(m["Subject"]) for m in sink.messages)
+    assert subjects == [
+        "Tidegate: drop.jsonl partly imported: some rows were rejected",
+        "Tidegate: drop.jsonl refused",
+    ]
+    assert all(m["To"] == "ops@acme.test" for m in sink.messages)
