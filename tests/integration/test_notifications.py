@@ -107,7 +107,7 @@ async def test_an_oversized_feedback_file_is_linked_to_the_console_not_attached(
     assert not list(message.iter_attachments())
     body = message.get_body(("plain",))
     assert body is not None
-    assert f"https://tg.example/console/uploads/{upload_id}/errors" in body.get_content()
+    assert f"https://tg.example/console/uploads/{upload_id}/feedback" in body.get_content()
 
 
 async def test_each_webhook_is_signed_with_its_secret_and_a_tampered_one_is_detected(
@@ -136,7 +136,8 @@ async def test_each_webhook_is_signed_with_its_secret_and_a_tampered_one_is_dete
     assert reports[good]["status"] == "success"
     assert reports[bad]["status"] == "partial"
     assert reports[bad]["counts"]["rejected"] >= 1
-    assert reports[bad]["errors_url"].endswith(f"/console/uploads/{bad}/errors")
+    assert reports[bad]["errors_url"].endswith(f"/uploads/{bad}/errors")  # the HTTP API's
+    assert "/console/" not in reports[bad]["errors_url"]
     mode = (tmp_path / "data" / "webhook_secrets.json").stat().st_mode & 0o777
     assert mode == 0o600
 

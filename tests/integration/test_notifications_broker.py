@@ -7,7 +7,6 @@ import asyncio
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import orjson
@@ -15,47 +14,17 @@ import pytest
 
 from connectors.notifications.signing import verify
 from tests.integration.faust_helpers import REPO, Workers
-from tests.integration.notify_helpers import Hook, smtp_server, until, webhook_server
+from tests.integration.notify_helpers import (
+    Hook,
+    hand_over_partial,
+    smtp_server,
+    tidegate_cli,
+    until,
+    webhook_server,
+    welcome,
+)
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
-
-
-def _tidegate(*args: str) -> str:
-    done = subprocess.run(
-        [sys.executable, "-m", "tidegate.cli", *args],
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=REPO,
-    )
-    return done.stdout
-
-
-def _started(run: subprocess.Popen[str]) -> None:
-    """Until `run` prints its console line (an existing account: no first-file lines)."""
-    assert run.stdout is not None
-    for line in run.stdout:
-        if "web console" in line:
-            return
-    raise AssertionError("tidegate run ended before it started")
-
-
-def _partial_drop(path: Path) -> None:
-    """Two accepted records and one rejected (its timestamp is not a time)."""
-    at = (datetime.now(UTC) - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    rows = [
-        {"user_id": "u1", "event_type": "signed_up", "timestamp": at, "idempotencyKey": "k1"},
-        {"user_id": "u2", "event_type": "signed_up", "timestamp": at, "idempotencyKey": "k2"},
-        {"user_id": "u3", "event_type": "signed_up", "timestamp": "soon", "idempotencyKey": "k3"},
-    ]
-    path.write_bytes(b"".join(orjson.dumps(row) + b"\n" for row in rows))
-
-
-def _hand_over(events: Path, name: str) -> None:
-    """Into the watched folder under a hidden name first, so it is seen whole."""
-    hidden = events / f".{name}"
-    _partial_drop(hidden)
-    hidden.rename(events / name)
 
 
 async def test_run_with_broker_tells_each_finished_upload_once_by_email_and_webhook(
@@ -70,12 +39,12 @@ async def test_run_with_broker_tells_each_finished_upload_once_by_email_and_webh
     run: subprocess.Popen[str] | None = None
     async with smtp_server() as (sink, smtp_port), webhook_server(hook) as url:
         # the targets as a user sets them (docs/NOTIFICATIONS.md)
-        _tidegate("accounts", "--data", str(data), "add", "acme")
-        _tidegate(
+        tidegate_cli("accounts", "--data", str(data), "add", "acme")
+        tidegate_cli(
             *("accounts", "--data", str(data), "set", "acme"),
             *("notify_emails=ops@acme.test", f"webhooks={url}"),
         )
-        made = _tidegate(
+        made = tidegate_cli(
             *("notifications", "secret", "--data", str(data)),
             *("--account", "acme", "--url", url),
         )
@@ -102,13 +71,12 @@ async def test_run_with_broker_tells_each_finished_upload_once_by_email_and_webh
                 cwd=REPO,
                 env=env,
             )
-            await asyncio.wait_for(asyncio.to_thread(_started, run), 60)
+            await asyncio.wait_for(asyncio.to_thread(welcome, run), 60)
             events = data / "watch" / "acme" / "events"
-            events.mkdir(parents=True, exist_ok=True)
-            _hand_over(events, "drop.jsonl")
+            hand_over_partial(events, "drop.jsonl")
             await until(lambda: len(hook.received) >= 1 and len(sink.messages) >= 1, 180)
             # the same name again: refused as a whole, and told so once as well
-            _hand_over(events, "drop.jsonl")
+            hand_over_partial(events, "drop.jsonl")
             await until(lambda: len(hook.received) >= 2 and len(sink.messages) >= 2, 60)
             await asyncio.sleep(3.0)  # thirty polls of the history: nothing more comes
         except BaseException:
