@@ -67,15 +67,23 @@ async def test_one_email_per_finished_upload_with_the_rejected_rows_attached_to_
             good = await drop(ingest, staged(tmp_path, "new_users.jsonl"))
             bad = await drop(ingest, staged(tmp_path, "bad_rows.csv"))
             refused = await drop(ingest, staged(tmp_path, "new_users.jsonl"))  # same name
-            assert good and bad and refused is None
-            await until(lambda: len(sink.messages) >= 3)
+            empty = tmp_path / "in" / "empty.jsonl"
+            empty.write_bytes(b"")
+            none_good = tmp_path / "in" / "none_good.jsonl"
+            none_good.write_bytes(b'{"user_id": "9", "event_type": "x", "timestamp": "soon"}\n')
+            warned = await drop(ingest, empty)  # no records: warning
+            failed = await drop(ingest, none_good)  # nothing accepted: fail
+            assert good and bad and warned and failed and refused is None
+            await until(lambda: len(sink.messages) >= 5)
             await asyncio.sleep(1.0)  # nothing more comes
-    assert len(sink.messages) == 3
+    assert len(sink.messages) == 5
     by_subject = {m["Subject"]: m for m in sink.messages}
     assert set(by_subject) == {
         "Tidegate: new_users.jsonl imported",
         "Tidegate: bad_rows.csv partly imported: some rows were rejected",
         "Tidegate: new_users.jsonl refused",
+        "Tidegate: empty.jsonl imported with warnings",
+        "Tidegate: none_good.jsonl failed: nothing was imported",
     }
     partial = by_subject["Tidegate: bad_rows.csv partly imported: some rows were rejected"]
     assert partial["To"] == "ops@acme.test"
