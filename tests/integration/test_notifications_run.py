@@ -43,6 +43,10 @@ async def test_the_links_of_an_email_and_a_webhook_download_the_rejected_rows(
             *("accounts", "--data", str(data), "set", "acme"),
             *("notify_emails=ops@acme.test", f"webhooks={url}"),
         )
+        shown = orjson.loads(
+            tidegate_cli("accounts", "--data", str(data), "--json", "show", "acme")
+        )
+        assert (shown["notify_emails"], shown["webhooks"]) == (["ops@acme.test"], [url])
         secret = tidegate_cli(
             *("notifications", "secret", "--data", str(data), "--account", "acme"),
             *("--url", url),
