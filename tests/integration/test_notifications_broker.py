@@ -4,11 +4,13 @@ server and a real HTTP receiver; each finished upload is told once by email and 
 from __future__ import annotations
 
 import asyncio
+import re
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import httpx
 import orjson
 import pytest
 
@@ -39,7 +41,9 @@ async def test_run_with_broker_tells_each_finished_upload_once_by_email_and_webh
     run: subprocess.Popen[str] | None = None
     async with smtp_server() as (sink, smtp_port), webhook_server(hook) as url:
         # the targets as a user sets them (docs/NOTIFICATIONS.md)
-        tidegate_cli("accounts", "--data", str(data), "add", "acme")
+        added = tidegate_cli("accounts", "--data", str(data), "add", "acme")
+        api_key = re.search(r"Bearer \.\.\.\)\s+(\S+)", added)
+        assert api_key, added
         tidegate_cli(
             *("accounts", "--data", str(data), "set", "acme"),
             *("notify_emails=ops@acme.test", f"webhooks={url}"),
@@ -66,7 +70,7 @@ async def test_run_with_broker_tells_each_finished_upload_once_by_email_and_webh
                     *("--settle", "0.2"),
                 ],
                 stdout=subprocess.PIPE,
-                stderr=subprocess.DEVNULL,
+                stderr=(tmp_path / "run.log").open("wb"),
                 text=True,
                 cwd=REPO,
                 env=env,
@@ -79,8 +83,16 @@ async def test_run_with_broker_tells_each_finished_upload_once_by_email_and_webh
             hand_over_partial(events, "drop.jsonl")
             await until(lambda: len(hook.received) >= 2 and len(sink.messages) >= 2, 60)
             await asyncio.sleep(3.0)  # thirty polls of the history: nothing more comes
+            report = next(orjson.loads(b) for _, b in hook.received if b"partial" in b)
+            async with httpx.AsyncClient(timeout=30) as client:
+                answer = await client.get(
+                    report["errors_url"], headers={"Authorization": f"Bearer {api_key[1]}"}
+                )
+            assert answer.status_code == 200, answer.text
+            by_api = answer.content
         except BaseException:
             print(workers.report())
+            print((tmp_path / "run.log").read_text(errors="replace")[-5000:])
             raise
         finally:
             if run is not None:
@@ -108,3 +120,14 @@ async def test_run_with_broker_tells_each_finished_upload_once_by_email_and_webh
         "Tidegate: drop.jsonl refused",
     ]
     assert all(m["To"] == "ops@acme.test" for m in sink.messages)
+    # the rejected row, collected from the dead-letter topic, is attached as on the embedded
+    # runtime
+    partial = next(m for m in sink.messages if "partly" in str(m["Subject"]))
+    [attachment] = list(partial.iter_attachments())
+    content = attachment.get_content()
+    attached = content if isinstance(content, bytes) else content.encode()
+    rows = [orjson.loads(line) for line in attached.splitlines()]
+    assert [(r["record"]["idempotencyKey"], r["code"]) for r in rows] == [
+        ("k3", "invalid_timestamp")
+    ]
+    assert by_api == attached  # the webhook's errors_url gives the same file
