@@ -437,9 +437,13 @@ class KafkaIngest:
         return await self.ledger.dead_letter_codes(account)
 
     async def explain_line(self, upload_id: str, file: str, line: int) -> LineVerdict | None:
-        # The outcomes are on the Kafka topics, which the connectors do not index.
-        if await self.ledger.get_upload(upload_id) is None:
+        if await self.ledger.get_upload(upload_id) is None or line < 1:
             return None
+        rejected = await self.ledger.rejection(upload_id, file, line)  # from the dead letters
+        if rejected is not None:
+            code, message = rejected
+            return LineVerdict("rejected", code, message, False, "a rejected line never triggers")
+        # The accepted outcomes are on the Kafka topics, which the connectors do not index.
         return LineVerdict("unknown", None, "not available with the Kafka runtime", False, None)
 
     async def feedback(self, upload_id: str) -> tuple[str, bytes] | None:

@@ -88,6 +88,14 @@ async def test_run_with_broker_tells_each_finished_upload_once_by_email_and_webh
                 answer = await client.get(
                     report["errors_url"], headers={"Authorization": f"Bearer {api_key[1]}"}
                 )
+                # the console explains the rejected line from the collected rows
+                base = report["errors_url"].split("/uploads/")[0]
+                await client.post(
+                    f"{base}/console/signin", data={"account": "acme", "api_key": api_key[1]}
+                )
+                page = await client.get(
+                    f"{base}/console/uploads/{report['upload_id']}", params={"line": "3"}
+                )
             assert answer.status_code == 200, answer.text
             by_api = answer.content
         except BaseException:
@@ -131,3 +139,6 @@ async def test_run_with_broker_tells_each_finished_upload_once_by_email_and_webh
         ("k3", "invalid_timestamp")
     ]
     assert by_api == attached  # the webhook's errors_url gives the same file
+    assert page.status_code == 200
+    verdict = page.text.split('id="verdict"')[1].split("</p>")[0]
+    assert "<strong>rejected</strong>" in verdict and "invalid_timestamp" in verdict
