@@ -107,7 +107,7 @@ class KafkaIngest:
         self._producer = new_producer(self.bootstrap)
         await self._producer.start()
         self._deadletter_task = asyncio.create_task(
-            self._follow_deadletters(), name="tidegate-deadletters"
+            self._keep_following_deadletters(), name="tidegate-deadletters"
         )
         self._status_task = asyncio.create_task(self._follow_statuses(), name="tidegate-status")
         # A file whose records were not all produced before a crash is produced again: event
@@ -241,6 +241,18 @@ class KafkaIngest:
             await self._finish(doc)
         finally:
             self._finishing.pop(upload_id, None)
+
+    async def _keep_following_deadletters(self) -> None:
+        # a broker that goes away must not end the collection for good: the statuses with
+        # rejects would each wait REJECTIONS_WAIT, and their feedback would stay empty
+        while True:
+            try:
+                await self._follow_deadletters()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("reading %s failed; again in 5 s", T.DEADLETTER)
+                await asyncio.sleep(5)
 
     async def _follow_deadletters(self) -> None:
         """The rejected rows of this connector's uploads, from the dead-letter topic into the
