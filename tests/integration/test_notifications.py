@@ -187,3 +187,24 @@ async def test_a_webhook_failing_every_attempt_is_listed_failed_and_resent(tmp_p
             await until(lambda: len(hook.received) >= 3)
     ids = {headers["tidegate-delivery"] for headers, _ in hook.received}
     assert len(ids) == 1  # the re-send carries the same delivery id
+
+
+async def test_a_hanging_receiver_holds_neither_the_uploads_nor_the_other_targets(
+    tmp_path: Path,
+) -> None:
+    hook = Hook(hang=True)
+    async with smtp_server() as (sink, port), webhook_server(hook) as url:
+        smtp = SmtpSettings("127.0.0.1", port, security="none")
+        settings = replace(FAST, smtp=smtp, timeout=0.5, concurrency=2)
+        account = Account("acme", "acme", notify_emails=("ops@acme.test",), webhooks=(url,))
+        async with notifying(tmp_path / "data", account, settings) as (ingest, notifier):
+            notifier.secrets.create("acme", url)
+            names = ["new_users.jsonl", "bad_rows.csv"]
+            finished = [await drop(ingest, staged(tmp_path, name)) for name in names]
+            assert all(finished)  # both uploads ended while the receiver hung
+            await until(lambda: len(sink.messages) >= 2)  # the emails still go
+            await until(lambda: len(hook.received) >= 2)
+            listed = await notifier.outbox.deliveries("acme")
+    assert sorted(str(m["Subject"]).split()[1] for m in sink.messages) == sorted(names)
+    webhooks = [d for d in listed if d.target.startswith("webhook:")]
+    assert len(webhooks) == 2 and not any(d.state == "delivered" for d in webhooks)
