@@ -12,10 +12,10 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from connectors.ports import Ingest, UploadView
 from connectors.staging import HandOverResult
+from streams.core.status import FINAL_STATUSES as FINAL
 from streams.core.timeparse import from_iso
 
 DURATION_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
-FINAL = ("success", "partial", "warning", "fail")
 
 
 class OpsMetrics:

@@ -64,6 +64,10 @@ def describe(account: Account) -> dict[str, Any]:
         "dedup_fingerprint": account.dedup_fingerprint,
         "dialect": account.dialect,
         **dict(account.extra_settings),
+        # where the end of each upload is told (docs/NOTIFICATIONS.md); their signing
+        # secrets are not in the accounts file
+        "notify_emails": list(account.notify_emails),
+        "webhooks": list(account.webhooks),
     }
 
 

@@ -4,13 +4,16 @@
 the same streaming readers and produced to `tidegate.events.raw` (acks=all), API records
 are produced before the HTTP answer, and the final statuses the workers publish on
 `tidegate.uploads.status` are recorded in the same SQLite ledger the embedded runtime keeps
-(unique filenames, history), under the data directory of the connector process.
+(unique filenames, history), under the data directory of the connector process. The
+rejected rows of its uploads are collected there from `tidegate.events.deadletter`, so the
+feedback file (HTTP API, console, the notifications' emails) exists on this runtime too.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
 import logging
 import uuid
@@ -32,14 +35,52 @@ from connectors.ports import (
 from streams import topics as T
 from streams.core.feedback import RejectedRow
 from streams.core.records import RawRecord, SourceKind
+from streams.core.status import FINAL_STATUSES as FINAL
 from streams.core.timeparse import to_iso
 from streams.core.upload import UploadRow
-from streams.embedded.ledger import FINAL, Ledger, duplicate_filename
+from streams.embedded.ledger import Ledger, duplicate_filename
 from streams.routing import arrival_partition
 from tidegate.kafka_import import find_claim, new_producer, produce_upload, write_claim
 
 log = logging.getLogger("tidegate.kafka")
 CLAIM_TIMEOUT = 10.0  # seconds
+# A final status with rejected records is recorded once its rejected rows are in the ledger
+# (they were committed on the dead-letter topic before the workers published the status,
+# so this is the follower catching up), or after this many seconds without them all.
+REJECTIONS_WAIT = 30.0
+
+_POSITIONS = """
+CREATE TABLE IF NOT EXISTS deadletter_positions (
+    topic TEXT NOT NULL, partition INTEGER NOT NULL, next_offset INTEGER NOT NULL,
+    PRIMARY KEY (topic, partition)
+)
+"""
+# a rejected row is kept only for an upload of this connector's ledger
+_INSERT_REJECTION = (
+    "INSERT OR REPLACE INTO rejections SELECT ?, ?, ?, ?, ?, ?, ? "
+    "WHERE EXISTS (SELECT 1 FROM uploads WHERE upload_id = ?)"
+)
+
+
+def rejection_of(value: bytes, headers: list[tuple[str, bytes]]) -> tuple[Any, ...] | None:
+    """A dead letter as a row of the ledger's rejections (the embedded engine's columns),
+    with its upload id repeated for `_INSERT_REJECTION`; None when it names no line of an
+    upload. A CSV row carries no header in its dead letter, so its feedback is JSON lines."""
+    try:
+        doc = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return None
+    source = doc.get("source") or (doc.get("record") or {}).get("source") or {}
+    upload_id = source.get("upload_id") or dict(headers).get("upload_id", b"").decode()
+    if not upload_id or not isinstance(source.get("line"), int):
+        return None
+    text = str(doc.get("raw") or "")
+    raw = base64.b64decode(text) if doc.get("raw_encoding") == "base64" else text.encode()
+    row = doc.get("row")
+    header = orjson.dumps(list(row)).decode() if isinstance(row, dict) else None
+    file = source.get("member") or source.get("file") or ""
+    code, message = str(doc.get("code") or ""), str(doc.get("message") or "")
+    return (upload_id, file, source["line"], code, message, raw, header, upload_id)
 
 
 class KafkaIngest:
@@ -55,12 +96,19 @@ class KafkaIngest:
         self._done: dict[str, asyncio.Event] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._status_task: asyncio.Task[None] | None = None
+        self._deadletter_task: asyncio.Task[None] | None = None
+        self._finishing: dict[str, asyncio.Task[None]] = {}  # statuses awaiting their rows
+        self._rows_arrived = asyncio.Event()
 
     async def start(self) -> None:
         await T.ensure_topics(self.bootstrap, self.partitions)
         await self.ledger.open()
+        await self.ledger.db.execute(_POSITIONS)
         self._producer = new_producer(self.bootstrap)
         await self._producer.start()
+        self._deadletter_task = asyncio.create_task(
+            self._keep_following_deadletters(), name="tidegate-deadletters"
+        )
         self._status_task = asyncio.create_task(self._follow_statuses(), name="tidegate-status")
         # A file whose records were not all produced before a crash is produced again: event
         # ids are deterministic, so the workers' redelivery suppression drops the repeats.
@@ -77,10 +125,13 @@ class KafkaIngest:
             with contextlib.suppress(Exception):
                 await task
         self.ledger.closed = True
-        if self._status_task is not None:
-            self._status_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._status_task
+        # a status still waiting for its rows is read again from the topic at the next start
+        followers = [self._status_task, self._deadletter_task, *self._finishing.values()]
+        for follower in followers:
+            if follower is not None:
+                follower.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await follower
         if self._producer is not None:
             await self._producer.stop()
         await self.ledger.close()
@@ -148,10 +199,110 @@ class KafkaIngest:
                     continue
                 upload_id = doc.get("upload_id")
                 view = await self.ledger.get_upload(upload_id) if upload_id else None
-                if view is None or view.status in FINAL:
+                if view is None or view.status in FINAL or upload_id in self._finishing:
                     continue
-                await self.ledger.record_status(doc)
-                self._done.setdefault(upload_id, asyncio.Event()).set()
+                if int((doc.get("counts") or {}).get("rejected", 0) or 0):
+                    self._finishing[upload_id] = asyncio.create_task(self._finish_with_rows(doc))
+                    continue
+                await self._finish(doc)
+        finally:
+            await consumer.stop()
+
+    async def _finish(self, doc: dict[str, Any]) -> None:
+        await self.ledger.record_status(doc)
+        self._done.setdefault(doc["upload_id"], asyncio.Event()).set()
+
+    async def _finish_with_rows(self, doc: dict[str, Any]) -> None:
+        """The final status once the ledger holds the upload's rejected rows, so that whoever
+        sees it final (a waiting import, the console, the notifier) finds its feedback."""
+        upload_id, wanted = doc["upload_id"], int(doc["counts"]["rejected"])
+        deadline = asyncio.get_running_loop().time() + REJECTIONS_WAIT
+        while True:
+            self._rows_arrived.clear()
+            async with self.ledger.db.execute(
+                "SELECT COUNT(*) FROM rejections WHERE upload_id = ?", (upload_id,)
+            ) as cursor:
+                row = await cursor.fetchone()
+            have = int(row[0]) if row else 0
+            left = deadline - asyncio.get_running_loop().time()
+            if have >= wanted or left <= 0:
+                break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._rows_arrived.wait(), min(left, 1.0))
+        if have < wanted:
+            log.warning(
+                "upload %s: %d of its %d rejected rows on %s; recorded final without the rest",
+                upload_id,
+                have,
+                wanted,
+                T.DEADLETTER,
+            )
+        try:
+            await self._finish(doc)
+        finally:
+            self._finishing.pop(upload_id, None)
+
+    async def _keep_following_deadletters(self) -> None:
+        # a broker that goes away must not end the collection for good: the statuses with
+        # rejects would each wait REJECTIONS_WAIT, and their feedback would stay empty
+        while True:
+            try:
+                await self._follow_deadletters()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("reading %s failed; again in 5 s", T.DEADLETTER)
+                await asyncio.sleep(5)
+
+    async def _follow_deadletters(self) -> None:
+        """The rejected rows of this connector's uploads, from the dead-letter topic into the
+        ledger, with the position read up to in the same transaction (no row is lost or
+        collected twice across restarts)."""
+        from aiokafka import AIOKafkaConsumer, TopicPartition
+
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap,
+            enable_auto_commit=False,
+            isolation_level="read_committed",
+            auto_offset_reset="earliest",
+            group_id=None,
+        )
+        await consumer.start()
+        try:
+            numbers = sorted(await self._producer.partitions_for(T.DEADLETTER))
+            partitions = [TopicPartition(T.DEADLETTER, n) for n in numbers]
+            consumer.assign(partitions)
+            async with self.ledger.db.execute(
+                "SELECT partition, next_offset FROM deadletter_positions WHERE topic = ?",
+                (T.DEADLETTER,),
+            ) as cursor:
+                known = {int(r[0]): int(r[1]) for r in await cursor.fetchall()}
+            for tp in partitions:
+                if tp.partition in known:
+                    consumer.seek(tp, known[tp.partition])
+                else:
+                    await consumer.seek_to_beginning(tp)
+            while True:
+                batches = await consumer.getmany(timeout_ms=1000, max_records=2000)
+                rows = [
+                    found
+                    for records in batches.values()
+                    for record in records
+                    if (found := rejection_of(record.value or b"", list(record.headers)))
+                ]
+                positions = [
+                    (T.DEADLETTER, tp.partition, records[-1].offset + 1)
+                    for tp, records in batches.items()
+                    if records
+                ]
+                if not positions:
+                    continue
+                async with self.ledger.transaction() as db:
+                    await db.executemany(_INSERT_REJECTION, rows)
+                    await db.executemany(
+                        "INSERT OR REPLACE INTO deadletter_positions VALUES (?, ?, ?)", positions
+                    )
+                self._rows_arrived.set()
         finally:
             await consumer.stop()
 
@@ -298,15 +449,17 @@ class KafkaIngest:
         return await self.ledger.dead_letter_codes(account)
 
     async def explain_line(self, upload_id: str, file: str, line: int) -> LineVerdict | None:
-        # The outcomes are on the Kafka topics, which the connectors do not index.
-        if await self.ledger.get_upload(upload_id) is None:
+        if await self.ledger.get_upload(upload_id) is None or line < 1:
             return None
+        rejected = await self.ledger.rejection(upload_id, file, line)  # from the dead letters
+        if rejected is not None:
+            code, message = rejected
+            return LineVerdict("rejected", code, message, False, "a rejected line never triggers")
+        # The accepted outcomes are on the Kafka topics, which the connectors do not index.
         return LineVerdict("unknown", None, "not available with the Kafka runtime", False, None)
 
     async def feedback(self, upload_id: str) -> tuple[str, bytes] | None:
-        # Rejected rows are on tidegate.events.deadletter (with the original line); the
-        # connector's ledger does not collect them yet, so there is no feedback file here.
-        return None
+        return await self.ledger.feedback(upload_id)
 
 
 class ServeConnectors(Protocol):

@@ -34,11 +34,11 @@ from connectors.ports import UploadView
 from streams import topics as T
 from streams.core.errors import Rejection
 from streams.core.records import Dialect, SourceKind
+from streams.core.status import FINAL_STATUSES as FINAL
 from streams.core.timeparse import from_iso, to_iso
 from streams.core.upload import FatalUpload, MemberFailure, PlanWarning, UploadNotes, UploadRow
 from streams.routing import arrival_partition
 
-FINAL = frozenset({"success", "partial", "warning", "fail"})
 IN_FLIGHT = 5000  # sends awaited in groups of this size
 
 

@@ -26,10 +26,10 @@ from starlette.staticfiles import StaticFiles
 from connectors.console.session import COOKIE, CSRF_FIELD, Session, Sessions
 from connectors.http.uploads import MEDIA_TYPES, safe_filename
 from connectors.ports import FileUpload, Ingest, LineVerdict, UploadHistory, UploadView
+from streams.core.status import FINAL_STATUSES as FINAL
 
 PREFIX = "/console"
 STATUSES = ("queued", "processing", "success", "partial", "warning", "fail")
-FINAL = frozenset({"success", "partial", "warning", "fail"})
 
 #: Dry-run report of a file as `tidegate validate --json` gives it (tidegate/validate.py).
 Validate = Callable[[Path], dict[str, Any]]

@@ -7,7 +7,7 @@ from typing import Any
 
 import aiosmtplib
 
-from connectors.notifications.report import errors_url
+from connectors.notifications.report import console_feedback_url
 from connectors.notifications.settings import SmtpSettings
 
 _SUBJECTS = {
@@ -59,7 +59,7 @@ def build_message(
             attach = (name, content)
             lines += ["", f"The rejected rows are attached ({name}), each with its error."]
         else:
-            url = errors_url(console_url, str(report["upload_id"]))
+            url = console_feedback_url(console_url, str(report["upload_id"]))
             lines += [
                 "",
                 f"The rejected rows ({len(content)} bytes, over the attachment limit) can be "

@@ -12,12 +12,19 @@ from streams.core.timeparse import to_iso
 EVENT = "upload.finished"
 
 
-def errors_url(console_url: str, upload_id: str) -> str:
-    """The console's download of the upload's feedback file (rejected rows)."""
-    return f"{console_url}/console/uploads/{upload_id}/errors"
+def console_feedback_url(base_url: str, upload_id: str) -> str:
+    """The console's download of the upload's feedback file (a person, signed in): the
+    link of an email whose feedback file is too large to attach."""
+    return f"{base_url}/console/uploads/{upload_id}/feedback"
 
 
-def final_report(view: UploadView, console_url: str) -> dict[str, Any]:
+def api_feedback_url(base_url: str, upload_id: str) -> str:
+    """The HTTP API's download of the same file (a program, with the account's API key as
+    a bearer token): the `errors_url` of a webhook's report."""
+    return f"{base_url}/uploads/{upload_id}/errors"
+
+
+def final_report(view: UploadView, base_url: str) -> dict[str, Any]:
     rejected = int(view.counts.get("rejected", 0) or 0)
     return {
         "event": EVENT,
@@ -32,7 +39,7 @@ def final_report(view: UploadView, console_url: str) -> dict[str, Any]:
         "counts": view.counts,
         "warnings": view.warnings,
         "fatal": view.fatal,
-        "errors_url": errors_url(console_url, view.upload_id) if rejected else None,
+        "errors_url": api_feedback_url(base_url, view.upload_id) if rejected else None,
     }
 
 

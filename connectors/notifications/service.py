@@ -29,11 +29,11 @@ from connectors.notifications.settings import NotifySettings
 from connectors.notifications.webhook import post_webhook
 from connectors.ports import FileUpload, Ingest, Receipt, UploadView
 from streams.core.records import RawRecord, SourceKind
+from streams.core.status import FINAL_STATUSES as FINAL
 from streams.core.status import REFUSED_KIND
 
 log = logging.getLogger("tidegate.notify")
 
-FINAL = frozenset({"success", "partial", "warning", "fail"})
 HISTORY_PAGE = 1000  # uploads read per history poll (more new uploads than this per poll
 # are still seen: each submission through the port is watched at once)
 

@@ -18,6 +18,11 @@ class UploadStatus(StrEnum):
     FAIL = "fail"  # the upload was refused, or no record was accepted
 
 
+#: The statuses an upload ends in (before one of them it is `queued` or `processing`): the
+#: one rule of "finished" that waits, histories, the console and notifications follow.
+FINAL_STATUSES: frozenset[str] = frozenset(status.value for status in UploadStatus)
+
+
 @dataclass(slots=True)
 class UploadCounts:
     records: int = 0

@@ -32,8 +32,6 @@ from streams.core.timeparse import to_iso
 from streams.embedded.datadir import is_disk_full
 from streams.embedded.schema import connect
 
-FINAL = frozenset({"success", "partial", "warning", "fail"})
-
 _VIEW_COLUMNS = (
     "upload_id, account, filename, kind, dialect, status, received_at, finished_at, trigger, "
     "counts, warnings, fatal"

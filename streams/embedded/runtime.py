@@ -15,12 +15,13 @@ import orjson
 from connectors.ports import DeadLetter, FileUpload, LineVerdict, Receipt, StorageFull, UploadView
 from streams.core.feedback import RejectedRow
 from streams.core.records import RawRecord, SourceKind
+from streams.core.status import FINAL_STATUSES as FINAL
 from streams.core.timeparse import from_iso, to_iso
 from streams.core.upload import FileReader
 from streams.embedded.datadir import DB_NAME, is_disk_full
 from streams.embedded.engine import Clock, Engine, SettingsFor, utcnow
 from streams.embedded.explain import explain_accepted
-from streams.embedded.ledger import FINAL, Ledger
+from streams.embedded.ledger import Ledger
 
 log = logging.getLogger("tidegate.embedded")
 

@@ -5,13 +5,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
 from email.message import EmailMessage
+from pathlib import Path
 from typing import Any
 
+import orjson
 import uvicorn
 from aiosmtpd.controller import Controller
 from starlette.applications import Starlette
@@ -91,3 +96,33 @@ async def until(predicate: Any, timeout: float = 30.0) -> None:
     while not predicate():
         assert asyncio.get_running_loop().time() < deadline, "timed out waiting"
         await asyncio.sleep(0.05)
+
+
+def hand_over_partial(events: Path, name: str) -> None:
+    """A drop of two accepted records and one rejected (its timestamp is not a time), an
+    hour old by the real clock, into a watched `events` folder: written under a hidden name
+    first, so that it is seen whole."""
+    at = (datetime.now(UTC) - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    rows = [
+        {"user_id": "u1", "event_type": "signed_up", "timestamp": at, "idempotencyKey": "k1"},
+        {"user_id": "u2", "event_type": "signed_up", "timestamp": at, "idempotencyKey": "k2"},
+        {"user_id": "u3", "event_type": "signed_up", "timestamp": "soon", "idempotencyKey": "k3"},
+    ]
+    events.mkdir(parents=True, exist_ok=True)
+    hidden = events / f".{name}"
+    hidden.write_bytes(b"".join(orjson.dumps(row) + b"\n" for row in rows))
+    hidden.rename(events / name)
+
+
+REPO = Path(__file__).resolve().parents[2]  # where `python -m tidegate.cli` runs
+
+
+def tidegate_cli(*args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "tidegate.cli", *args],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=REPO,
+    )
+    return done.stdout

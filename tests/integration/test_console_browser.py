@@ -20,6 +20,7 @@ import pytest
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 
 from connectors.accounts import Credentials, add_account
+from streams.core.status import FINAL_STATUSES as FINAL
 from tests.integration.run_helpers import (
     read_welcome,
     sftp_port,
@@ -42,7 +43,6 @@ CHROMIUM_ARGS = [
 ]
 SETTLE = 0.3
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
-FINAL = ("success", "partial", "warning", "fail")
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed")
 

@@ -67,15 +67,23 @@ async def test_one_email_per_finished_upload_with_the_rejected_rows_attached_to_
             good = await drop(ingest, staged(tmp_path, "new_users.jsonl"))
             bad = await drop(ingest, staged(tmp_path, "bad_rows.csv"))
             refused = await drop(ingest, staged(tmp_path, "new_users.jsonl"))  # same name
-            assert good and bad and refused is None
-            await until(lambda: len(sink.messages) >= 3)
+            empty = tmp_path / "in" / "empty.jsonl"
+            empty.write_bytes(b"")
+            none_good = tmp_path / "in" / "none_good.jsonl"
+            none_good.write_bytes(b'{"user_id": "9", "event_type": "x", "timestamp": "soon"}\n')
+            warned = await drop(ingest, empty)  # no records: warning
+            failed = await drop(ingest, none_good)  # nothing accepted: fail
+            assert good and bad and warned and failed and refused is None
+            await until(lambda: len(sink.messages) >= 5)
             await asyncio.sleep(1.0)  # nothing more comes
-    assert len(sink.messages) == 3
+    assert len(sink.messages) == 5
     by_subject = {m["Subject"]: m for m in sink.messages}
     assert set(by_subject) == {
         "Tidegate: new_users.jsonl imported",
         "Tidegate: bad_rows.csv partly imported: some rows were rejected",
         "Tidegate: new_users.jsonl refused",
+        "Tidegate: empty.jsonl imported with warnings",
+        "Tidegate: none_good.jsonl failed: nothing was imported",
     }
     partial = by_subject["Tidegate: bad_rows.csv partly imported: some rows were rejected"]
     assert partial["To"] == "ops@acme.test"
@@ -107,7 +115,7 @@ async def test_an_oversized_feedback_file_is_linked_to_the_console_not_attached(
     assert not list(message.iter_attachments())
     body = message.get_body(("plain",))
     assert body is not None
-    assert f"https://tg.example/console/uploads/{upload_id}/errors" in body.get_content()
+    assert f"https://tg.example/console/uploads/{upload_id}/feedback" in body.get_content()
 
 
 async def test_each_webhook_is_signed_with_its_secret_and_a_tampered_one_is_detected(
@@ -136,7 +144,8 @@ async def test_each_webhook_is_signed_with_its_secret_and_a_tampered_one_is_dete
     assert reports[good]["status"] == "success"
     assert reports[bad]["status"] == "partial"
     assert reports[bad]["counts"]["rejected"] >= 1
-    assert reports[bad]["errors_url"].endswith(f"/console/uploads/{bad}/errors")
+    assert reports[bad]["errors_url"].endswith(f"/uploads/{bad}/errors")  # the HTTP API's
+    assert "/console/" not in reports[bad]["errors_url"]
     mode = (tmp_path / "data" / "webhook_secrets.json").stat().st_mode & 0o777
     assert mode == 0o600
 
@@ -178,3 +187,24 @@ async def test_a_webhook_failing_every_attempt_is_listed_failed_and_resent(tmp_p
             await until(lambda: len(hook.received) >= 3)
     ids = {headers["tidegate-delivery"] for headers, _ in hook.received}
     assert len(ids) == 1  # the re-send carries the same delivery id
+
+
+async def test_a_hanging_receiver_holds_neither_the_uploads_nor_the_other_targets(
+    tmp_path: Path,
+) -> None:
+    hook = Hook(hang=True)
+    async with smtp_server() as (sink, port), webhook_server(hook) as url:
+        smtp = SmtpSettings("127.0.0.1", port, security="none")
+        settings = replace(FAST, smtp=smtp, timeout=0.5, concurrency=2)
+        account = Account("acme", "acme", notify_emails=("ops@acme.test",), webhooks=(url,))
+        async with notifying(tmp_path / "data", account, settings) as (ingest, notifier):
+            notifier.secrets.create("acme", url)
+            names = ["new_users.jsonl", "bad_rows.csv"]
+            finished = [await drop(ingest, staged(tmp_path, name)) for name in names]
+            assert all(finished)  # both uploads ended while the receiver hung
+            await until(lambda: len(sink.messages) >= 2)  # the emails still go
+            await until(lambda: len(hook.received) >= 2)
+            listed = await notifier.outbox.deliveries("acme")
+    assert sorted(str(m["Subject"]).split()[1] for m in sink.messages) == sorted(names)
+    webhooks = [d for d in listed if d.target.startswith("webhook:")]
+    assert len(webhooks) == 2 and not any(d.state == "delivered" for d in webhooks)
