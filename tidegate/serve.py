@@ -163,6 +163,12 @@ async def serve_connectors(
             notifier.settings = replace(
                 notifier.settings, console_url=f"http://{opts.host}:{http.port}"
             )
+        # before the welcome, which tells a supervisor the server is up: a SIGTERM sent
+        # as soon as it is read drains instead of killing the process
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
         _print_welcome(
             opts.host,
             args.broker,
@@ -178,11 +184,6 @@ async def serve_connectors(
         for source in s3.sources.values():
             print(f"  S3 import        {source.account}: s3://{source.bucket}/{source.prefix}")
         _print_console(opts.host, http.port, secrets)
-
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
         await stop.wait()
         log.info("stopping: draining up to %.0f s", drain)
         print("tidegate: stopping", flush=True)
