@@ -15,7 +15,7 @@ from streams.core.records import Dialect
 from streams.core.timeparse import from_iso
 from tidegate.mapping_arg import load_mapping_arg
 from tidegate.reports import print_json, print_summary
-from tidegate.settings import Settings, SettingsError, load_settings
+from tidegate.settings import Settings, SettingsError, build_settings
 
 # every command: the parsed flags and the settings built from them once in `main`
 Command = Callable[[argparse.Namespace, Settings], int]
@@ -187,7 +187,7 @@ def tune_gc() -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:  # the one place that reads the environment (the worker's Kafka flags aside)
-        settings = load_settings(args, os.environ, args.settings_file)
+        settings = build_settings(args, os.environ, args.settings_file)
     except SettingsError as bad:
         print(f"tidegate: {bad}", file=sys.stderr)
         return 2

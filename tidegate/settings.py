@@ -150,7 +150,7 @@ class SettingsError(ValueError):
     naming the setting, its value and where the value came from."""
 
 
-def load_settings(
+def build_settings(
     args: argparse.Namespace, environ: Mapping[str, str], config_path: str | None
 ) -> Settings:
     """The settings from the parsed flags, the environment and the config file

@@ -16,7 +16,7 @@ from tidegate.settings import (
     RunSettings,
     Settings,
     SettingsError,
-    load_settings,
+    build_settings,
     settings_values,
 )
 
@@ -116,7 +116,7 @@ def test_a_bad_value_names_the_setting_its_value_and_its_source(
     config.write_text(file_text, encoding="utf-8")
     args = build_parser().parse_args(argv)
     with pytest.raises(SettingsError) as caught:
-        load_settings(args, environ, str(config))
+        build_settings(args, environ, str(config))
     assert str(caught.value).startswith("TIDEGATE_HTTP_PORT='http': not a whole number (from ")
     assert origin in str(caught.value)
 
@@ -126,9 +126,9 @@ def test_the_config_file_comes_from_the_environment_unless_given(tmp_path: Path)
     (tmp_path / "b.toml").write_text("http_port = 2\n", encoding="utf-8")
     args = build_parser().parse_args(["run"])
     environ = {"TIDEGATE_CONFIG": str(tmp_path / "a.toml")}
-    assert load_settings(args, environ, None).run.http_port == 1
-    assert load_settings(args, environ, str(tmp_path / "b.toml")).run.http_port == 2
-    assert load_settings(args, {}, None).run.http_port == 8080
+    assert build_settings(args, environ, None).run.http_port == 1
+    assert build_settings(args, environ, str(tmp_path / "b.toml")).run.http_port == 2
+    assert build_settings(args, {}, None).run.http_port == 8080
 
 
 def test_names_lists_exactly_what_from_values_reads() -> None:
