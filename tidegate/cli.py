@@ -21,6 +21,10 @@ from tidegate.settings import Settings, SettingsError, build_settings
 Command = Callable[[argparse.Namespace, Settings], int]
 DIALECTS = [d.value for d in Dialect if d is not Dialect.CANONICAL]
 DATA_HELP = "data directory (default: data; TIDEGATE_DATA)"
+# a command's --config is its accounts file; the settings file goes before the command
+ACCOUNTS_HELP = (
+    "accounts file (default: DATA/accounts.toml; a settings file is `tidegate --config FILE run`)"
+)
 
 
 def _now_arg(value: str) -> datetime:
@@ -59,14 +63,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     i.add_argument("--now", type=_now_arg, help="fix the receipt and processing clock (tests)")
     i.add_argument("--data", help=DATA_HELP)
-    i.add_argument("--config", type=Path, help="accounts file (default: DATA/accounts.toml)")
+    i.add_argument("--config", type=Path, help=ACCOUNTS_HELP)
     i.add_argument("--broker", help="kafka://HOST:PORT to import through the Kafka runtime")
     i.add_argument("--mapping", type=Path, help="CSV column mapping (JSON or TOML)")
     i.add_argument("--json", action="store_true")
 
     r = sub.add_parser("run", help="run Tidegate: drop server, watched folder, HTTP API")
     r.add_argument("--data", help=DATA_HELP)
-    r.add_argument("--config", type=Path, help="accounts file (default: DATA/accounts.toml)")
+    r.add_argument("--config", type=Path, help=ACCOUNTS_HELP)
     r.add_argument("--broker", help="kafka://HOST:PORT: run the connectors against Kafka")
     # No defaults here: a flag left out is absent from the merged settings, so the
     # environment, the config file or the default applies (tidegate/settings.py).
