@@ -33,7 +33,6 @@ import ipaddress
 import logging
 import os
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -48,36 +47,13 @@ from pyftpdlib.ioloop import IOLoop
 from pyftpdlib.servers import FTPServer
 
 from connectors.accounts import Accounts
+from connectors.ftp_settings import FtpSettings
 from connectors.sftp import SftpDropServer
 from connectors.staging import FOLDERS, is_status_name, is_temporary_name, name_problem
 
 __all__ = ["FtpDropServer", "FtpSettings", "load_or_create_certificate", "start_ftp_server"]
 
 log = logging.getLogger("tidegate.ftp")
-
-
-@dataclass(frozen=True, slots=True)
-class FtpSettings:
-    """The FTP drop's settings (see docs/FTP.md)."""
-
-    host: str = "127.0.0.1"
-    port: int = 2121
-    allow_plain: bool = False  # plain FTP (no AUTH TLS) accepted only when True
-    passive_ports: tuple[int, int] | None = None  # inclusive range; None: any free port
-    masquerade_address: str | None = None  # address announced in PASV replies (NAT)
-    certfile: Path | None = None  # PEM certificate chain; None: generated into the data dir
-    keyfile: Path | None = None  # PEM private key; None: in certfile
-    max_connections: int = 256
-    max_connections_per_ip: int = 16
-
-
-def parse_port_range(text: str) -> tuple[int, int]:
-    """``"60000-60100"`` → (60000, 60100)."""
-    low, sep, high = text.partition("-")
-    first, last = int(low), int(high if sep else low)
-    if not 1 <= first <= last <= 65535:
-        raise ValueError(f"bad port range {text!r} (expected LOW-HIGH within 1-65535)")
-    return first, last
 
 
 # ---------------------------------------------------------------------------- certificate

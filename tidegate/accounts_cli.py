@@ -18,15 +18,16 @@ from connectors.accounts import (
     rotate_credential,
     set_account,
 )
+from tidegate.settings import Settings
 
 
-def add_parser(sub: Any, data_default: Path) -> None:
+def add_parser(sub: Any, data_help: str) -> None:
     a = sub.add_parser(
         "accounts",
         help="add, list, show, change, rotate or remove accounts (a running `run` "
         "takes every change within a second)",
     )
-    a.add_argument("--data", type=Path, default=data_default)
+    a.add_argument("--data", help=data_help)
     a.add_argument("--config", type=Path, help="accounts file (default: DATA/accounts.toml)")
     a.add_argument("--json", action="store_true")
     acts = a.add_subparsers(dest="action", required=True)
@@ -71,11 +72,11 @@ def describe(account: Account) -> dict[str, Any]:
     }
 
 
-def cmd_accounts(args: argparse.Namespace) -> int:
+def cmd_accounts(args: argparse.Namespace, settings: Settings) -> int:
     from tidegate.account_settings import accounts_path
     from tidegate.reports import print_json as _print_json
 
-    path = accounts_path(args.config, args.data)
+    path = accounts_path(args.config, settings.data)
     try:
         return _run(args, path, _print_json)
     except AccountsConfigError as exc:

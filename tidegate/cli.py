@@ -15,9 +15,16 @@ from streams.core.records import Dialect
 from streams.core.timeparse import from_iso
 from tidegate.mapping_arg import load_mapping_arg
 from tidegate.reports import print_json, print_summary
+from tidegate.settings import Settings, SettingsError, build_settings
 
+# every command: the parsed flags and the settings built from them once in `main`
+Command = Callable[[argparse.Namespace, Settings], int]
 DIALECTS = [d.value for d in Dialect if d is not Dialect.CANONICAL]
-DEFAULT_DATA = Path(os.environ.get("TIDEGATE_DATA", "data"))
+DATA_HELP = "data directory (default: data; TIDEGATE_DATA)"
+# a command's --config is its accounts file; the settings file goes before the command
+ACCOUNTS_HELP = (
+    "accounts file (default: DATA/accounts.toml; a settings file is `tidegate --config FILE run`)"
+)
 
 
 def _now_arg(value: str) -> datetime:
@@ -29,6 +36,14 @@ def _now_arg(value: str) -> datetime:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tidegate", description=__doc__)
+    # before the command: `tidegate --config tidegate.toml run`. A command's own --config
+    # is its accounts file (kept as it was), hence the different dest.
+    parser.add_argument(
+        "--config",
+        dest="settings_file",
+        metavar="FILE",
+        help="settings file (TOML; default: TIDEGATE_CONFIG; docs/CONFIGURATION.md)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     v = sub.add_parser("validate", help="dry-run a file or archive through every stateless rule")
@@ -47,64 +62,50 @@ def build_parser() -> argparse.ArgumentParser:
         "--trigger", action="store_true", help="let the imported events trigger campaigns"
     )
     i.add_argument("--now", type=_now_arg, help="fix the receipt and processing clock (tests)")
-    i.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    i.add_argument("--config", type=Path, help="accounts file (default: DATA/accounts.toml)")
+    i.add_argument("--data", help=DATA_HELP)
+    i.add_argument("--config", type=Path, help=ACCOUNTS_HELP)
     i.add_argument("--broker", help="kafka://HOST:PORT to import through the Kafka runtime")
     i.add_argument("--mapping", type=Path, help="CSV column mapping (JSON or TOML)")
     i.add_argument("--json", action="store_true")
 
     r = sub.add_parser("run", help="run Tidegate: drop server, watched folder, HTTP API")
-    r.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    r.add_argument("--config", type=Path, help="accounts file (default: DATA/accounts.toml)")
+    r.add_argument("--data", help=DATA_HELP)
+    r.add_argument("--config", type=Path, help=ACCOUNTS_HELP)
     r.add_argument("--broker", help="kafka://HOST:PORT: run the connectors against Kafka")
-    r.add_argument("--host", default=os.environ.get("TIDEGATE_HOST", "127.0.0.1"))
+    # No defaults here: a flag left out is absent from the merged settings, so the
+    # environment, the config file or the default applies (tidegate/settings.py).
+    r.add_argument("--host", help="listen address (default: 127.0.0.1)")
+    r.add_argument("--sftp-port", help="SFTP drop (default: 2222; 0: any free port)")
+    r.add_argument("--http-port", help="HTTP API and console (default: 8080; 0: any free port)")
+    r.add_argument("--settle", help="seconds after an upload completes (default: 2)")
     r.add_argument(
-        "--sftp-port", type=int, default=int(os.environ.get("TIDEGATE_SFTP_PORT", "2222"))
-    )
-    r.add_argument(
-        "--http-port", type=int, default=int(os.environ.get("TIDEGATE_HTTP_PORT", "8080"))
-    )
-    r.add_argument("--settle", type=float, default=2.0, help="seconds after an upload completes")
-    r.add_argument(
-        "--ftp-port",
-        type=int,
-        default=int(os.environ.get("TIDEGATE_FTP_PORT", "2121")),
-        help="FTP drop with explicit TLS (0: any free port, -1: off)",
+        "--ftp-port", help="FTP drop with explicit TLS (default: 2121; 0: any free port, -1: off)"
     )
     r.add_argument(
         "--ftp-passive-ports",
-        default=os.environ.get("TIDEGATE_FTP_PASSIVE_PORTS"),
         help="LOW-HIGH: the ports offered for FTP data connections (default: any free port)",
     )
     r.add_argument(
         "--ftp-masquerade-address",
-        default=os.environ.get("TIDEGATE_FTP_MASQUERADE_ADDRESS"),
         help="the address announced in PASV replies when behind NAT",
     )
     r.add_argument(
-        "--ftp-cert",
-        type=Path,
-        default=os.environ.get("TIDEGATE_FTP_CERT"),
-        help="PEM certificate chain (default: self-signed, generated into DATA)",
+        "--ftp-cert", help="PEM certificate chain (default: self-signed, generated into DATA)"
     )
-    r.add_argument("--ftp-key", type=Path, default=os.environ.get("TIDEGATE_FTP_KEY"))
+    r.add_argument("--ftp-key", help="PEM private key (default: in the certificate file)")
     r.add_argument(
         "--ftp-allow-plain",
         action="store_true",
-        default=os.environ.get("TIDEGATE_FTP_ALLOW_PLAIN") == "1",
+        default=None,
         help="also accept plain FTP (passwords in clear text): off by default",
     )
     r.add_argument(
         "--s3-interval",
-        type=float,
-        default=float(os.environ.get("TIDEGATE_S3_INTERVAL", "30")),
-        help="seconds between listings of each account's S3 prefix (docs/S3.md)",
+        help="seconds between listings of each account's S3 prefix (default: 30; docs/S3.md)",
     )
     r.add_argument(
         "--drain-seconds",
-        type=float,
-        default=float(os.environ.get("TIDEGATE_DRAIN_SECONDS", "10")),
-        help="on SIGTERM/SIGINT, how long in-flight HTTP requests may take to finish",
+        help="on SIGTERM/SIGINT, how long in-flight HTTP requests may take to finish (default: 10)",
     )
 
     w = sub.add_parser("worker", help="run a Faust worker of the Kafka runtime")
@@ -119,13 +120,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     us = sub.add_parser("uploads", help="the upload history")
     us.add_argument("--account")
-    us.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    us.add_argument("--data", help=DATA_HELP)
     us.add_argument("--json", action="store_true")
     us.add_argument("--limit", type=int, default=50)
 
     n = sub.add_parser("notifications", help="emails and webhooks: deliveries, re-sends, secrets")
     n.add_argument("action", choices=["list", "resend", "secret"])
-    n.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    n.add_argument("--data", help=DATA_HELP)
     n.add_argument("--account", required=True)
     n.add_argument("--state", choices=["pending", "sending", "delivered", "failed"])
     n.add_argument("--id", action="append", dest="ids", help="resend: only this delivery id")
@@ -134,28 +135,28 @@ def build_parser() -> argparse.ArgumentParser:
 
     u = sub.add_parser("upload", help="one upload; --errors downloads its feedback file")
     u.add_argument("upload_id")
-    u.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    u.add_argument("--data", help=DATA_HELP)
     u.add_argument("--errors", action="store_true", help="write the feedback file to stdout")
     u.add_argument("--json", action="store_true")
 
     from tidegate.accounts_cli import add_parser as add_accounts_parser
 
-    add_accounts_parser(sub, DEFAULT_DATA)
+    add_accounts_parser(sub, DATA_HELP)
     from tidegate.replay import add_parser as add_replay_parser
 
-    add_replay_parser(sub, DEFAULT_DATA)
+    add_replay_parser(sub, DATA_HELP)
     s3 = sub.add_parser("s3-secret", help="store an account's S3 secret access key (stdin)")
     s3.add_argument("account")
-    s3.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    s3.add_argument("--data", help=DATA_HELP)
     s3.add_argument("--config", type=Path, help="accounts file (default: DATA/accounts.toml)")
     d = sub.add_parser("doctor", help="check the data directory; --repair fixes what is safe")
-    d.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    d.add_argument("--data", help=DATA_HELP)
     d.add_argument("--repair", action="store_true", help="apply the safe repairs")
     d.add_argument("--json", action="store_true")
     return parser
 
 
-def cmd_validate(args: argparse.Namespace) -> int:
+def cmd_validate(args: argparse.Namespace, settings: Settings) -> int:
     from tidegate.validate import validate_path, write_feedback
 
     rows: list[Any] | None = [] if args.errors_out else None
@@ -189,8 +190,13 @@ def tune_gc() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    try:  # the one place that reads the environment (the worker's Kafka flags aside)
+        settings = build_settings(args, os.environ, args.settings_file)
+    except SettingsError as bad:
+        print(f"tidegate: {bad}", file=sys.stderr)
+        return 2
     tune_gc()
-    commands: dict[str, Callable[[argparse.Namespace], int]] = {
+    commands: dict[str, Command] = {
         "validate": cmd_validate,
         "import": _lazy("tidegate.commands", "cmd_import"),
         "run": _lazy("tidegate.commands", "cmd_run"),
@@ -207,7 +213,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from streams.embedded.engine import DataDirInUse
 
     try:
-        return commands[args.command](args)
+        return commands[args.command](args, settings)
     except KeyboardInterrupt:
         return 130
     except DataDirInUse as busy:
@@ -218,14 +224,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 3
 
 
-def _lazy(module: str, name: str) -> Callable[[argparse.Namespace], int]:
-    def call(args: argparse.Namespace) -> int:
+def _lazy(module: str, name: str) -> Command:
+    def call(args: argparse.Namespace, settings: Settings) -> int:
         import importlib
 
-        command: Callable[[argparse.Namespace], int] = getattr(
-            importlib.import_module(module), name
-        )
-        return command(args)
+        command: Command = getattr(importlib.import_module(module), name)
+        return command(args, settings)
 
     return call
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,6 +18,7 @@ from streams.embedded.runtime import EmbeddedRuntime
 from tidegate.account_settings import load_mappings, load_settings
 from tidegate.mapping_arg import load_mapping_arg
 from tidegate.reports import print_json, print_refusal, print_summary, report_of
+from tidegate.settings import Settings
 
 
 def make_runtime(
@@ -28,13 +28,13 @@ def make_runtime(
     return EmbeddedRuntime(data, settings, reader or read_upload, clock=clock)
 
 
-async def _import(args: argparse.Namespace) -> int:
+async def _import(args: argparse.Namespace, settings: Settings) -> int:
     mapping = load_mapping_arg(args)
     if isinstance(mapping, int):
         return mapping
     from tidegate.local_api import RunningInstance
 
-    instance = await RunningInstance.find(args.data)
+    instance = await RunningInstance.find(settings.data)
     if instance is not None:  # `tidegate run` owns the data directory: submit through it
         if mapping is not None:
             await instance.aclose()
@@ -46,11 +46,12 @@ async def _import(args: argparse.Namespace) -> int:
             )
             return 2
         try:
-            return await _import_through(instance, args)
+            return await _import_through(instance, args, settings)
         finally:
             await instance.aclose()
-    reader = upload_reader(load_mappings(args.config, args.data), mapping)
-    runtime = make_runtime(args.data, load_settings(args.config, args.data), args.now, reader)
+    data = settings.data
+    reader = upload_reader(load_mappings(args.config, data), mapping)
+    runtime = make_runtime(data, load_settings(args.config, data), args.now, reader)
     await runtime.start()
     try:
         path: Path = args.path.resolve()
@@ -71,7 +72,9 @@ async def _import(args: argparse.Namespace) -> int:
                 print_refusal(receipt.refused, path.name, as_json=args.json)
                 return 2
             upload_id = existing.upload_id  # an interrupted import of this file: resume it
-        view = await _wait_with_progress(runtime, upload_id, quiet=args.json)
+        view = await _wait_with_progress(
+            runtime, upload_id, quiet=args.json, every=settings.progress_seconds
+        )
     finally:
         await runtime.stop()
     return print_import_report(view, path.name, runtime.outputs_dir, as_json=args.json)
@@ -90,7 +93,7 @@ def print_import_report(view: UploadView, name: str, outputs: Path, *, as_json: 
     return 0 if view.status == "success" else 1
 
 
-async def _import_through(instance: Any, args: argparse.Namespace) -> int:
+async def _import_through(instance: Any, args: argparse.Namespace, settings: Settings) -> int:
     """`import` while `run` owns the data directory: the same report and exit code."""
     from streams.core.errors import ErrorCode, Stage
 
@@ -114,29 +117,33 @@ async def _import_through(instance: Any, args: argparse.Namespace) -> int:
     poller = asyncio.ensure_future(poll())
     try:
         waiter = asyncio.ensure_future(instance.wait(upload_id))
-        view = await _show_progress(waiter, lambda: decided, quiet=args.json)
+        view = await _show_progress(
+            waiter, lambda: decided, quiet=args.json, every=settings.progress_seconds
+        )
     finally:
         poller.cancel()
-    outputs = (args.data / "out").resolve()
+    outputs = (settings.data / "out").resolve()
     return print_import_report(view, path.name, outputs, as_json=args.json)
 
 
-async def _wait_with_progress(runtime: EmbeddedRuntime, upload_id: str, quiet: bool) -> UploadView:
+async def _wait_with_progress(
+    runtime: EmbeddedRuntime, upload_id: str, quiet: bool, every: float
+) -> UploadView:
     def decided() -> int:
         progress = runtime.engine.progress.get(upload_id)
         return progress.decided if progress else 0
 
-    return await _show_progress(asyncio.ensure_future(runtime.wait(upload_id)), decided, quiet)
+    waiter = asyncio.ensure_future(runtime.wait(upload_id))
+    return await _show_progress(waiter, decided, quiet, every)
 
 
 async def _show_progress(
-    waiter: asyncio.Future[UploadView], decided: Any, quiet: bool
+    waiter: asyncio.Future[UploadView], decided: Any, quiet: bool, every: float
 ) -> UploadView:
-    """Waits for `waiter`, showing `decided()` records on stderr (a bar on a terminal)."""
+    """Waits for `waiter`, showing `decided()` records on stderr (a bar on a terminal;
+    else a plain line every `every` seconds, for logs and CI)."""
     if quiet:
         return await waiter
-    # Plain progress lines this often when stderr is not a terminal (logs, CI).
-    every = float(os.environ.get("TIDEGATE_PROGRESS_SECONDS", "5"))
     if sys.stderr.isatty():
         from rich.console import Console
         from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -162,16 +169,16 @@ async def _show_progress(
     return await waiter
 
 
-def cmd_import(args: argparse.Namespace) -> int:
+def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
     if args.broker:
         from tidegate.kafka_import import import_via_kafka
 
         return int(import_via_kafka(args))
-    return asyncio.run(_import(args))
+    return asyncio.run(_import(args, settings))
 
 
-async def _uploads(args: argparse.Namespace) -> int:
-    runtime = make_runtime(args.data, SettingsRegistry(), None)
+async def _uploads(args: argparse.Namespace, data: Path) -> int:
+    runtime = make_runtime(data, SettingsRegistry(), None)
     await runtime.open_ledger()
     try:
         views = await runtime.list_uploads(args.account, args.limit)
@@ -229,12 +236,12 @@ def history_table(views: list[UploadView]) -> Any:
     return table
 
 
-def cmd_uploads(args: argparse.Namespace) -> int:
-    return asyncio.run(_uploads(args))
+def cmd_uploads(args: argparse.Namespace, settings: Settings) -> int:
+    return asyncio.run(_uploads(args, settings.data))
 
 
-async def _upload(args: argparse.Namespace) -> int:
-    runtime = make_runtime(args.data, SettingsRegistry(), None)
+async def _upload(args: argparse.Namespace, data: Path) -> int:
+    runtime = make_runtime(data, SettingsRegistry(), None)
     await runtime.open_ledger()
     try:
         view = await runtime.get_upload(args.upload_id)
@@ -278,18 +285,18 @@ def no_feedback_reason(view: UploadView) -> str:
     return f"{where} has no rejected record ({view.status}): there is no feedback file"
 
 
-def cmd_upload(args: argparse.Namespace) -> int:
-    return asyncio.run(_upload(args))
+def cmd_upload(args: argparse.Namespace, settings: Settings) -> int:
+    return asyncio.run(_upload(args, settings.data))
 
 
-def cmd_run(args: argparse.Namespace) -> int:
+def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     from tidegate.serve import run
 
-    return int(asyncio.run(run(args)))
+    return int(asyncio.run(run(args, settings)))
 
 
-def cmd_worker(args: argparse.Namespace) -> int:
+def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     from streams.worker import run_worker
     from tidegate.worker_config import config_from_args
 
-    return int(run_worker(config_from_args(args)))
+    return int(run_worker(config_from_args(args, settings.now)))

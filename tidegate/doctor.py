@@ -9,11 +9,12 @@ import orjson
 
 from streams.embedded.datadir import check_data_dir
 from streams.embedded.engine import _lock_data_dir
+from tidegate.settings import Settings
 
 
-def cmd_doctor(args: argparse.Namespace) -> int:
+def cmd_doctor(args: argparse.Namespace, settings: Settings) -> int:
     """0 when the directory can be used (after the repairs asked for), 1 when it cannot."""
-    data = args.data
+    data = settings.data
     if not data.is_dir():
         print(f"tidegate doctor: {data} is not a directory", file=sys.stderr)
         return 2

@@ -41,6 +41,7 @@ from streams.core.upload import UploadRow
 from streams.embedded.ledger import Ledger, duplicate_filename
 from streams.routing import arrival_partition
 from tidegate.kafka_import import find_claim, new_producer, produce_upload, write_claim
+from tidegate.settings import Settings
 
 log = logging.getLogger("tidegate.kafka")
 CLAIM_TIMEOUT = 10.0  # seconds
@@ -468,6 +469,7 @@ class ServeConnectors(Protocol):
     def __call__(
         self,
         args: argparse.Namespace,
+        settings: Settings,
         accounts: Accounts,
         ingest: Any,
         stop_ingest: Callable[[], Awaitable[None]],
@@ -479,13 +481,14 @@ class ServeConnectors(Protocol):
 
 async def run_connectors_on_kafka(
     args: argparse.Namespace,
+    settings: Settings,
     accounts: Accounts,
     serve_connectors: ServeConnectors,
     created: tuple[Account, Credentials] | None = None,
 ) -> int:
     """Serves the connectors (with `serve_connectors`, tidegate.serve's) on the Kafka runtime."""
-    ingest = KafkaIngest(T.bootstrap_of(args.broker), args.data)
+    ingest = KafkaIngest(T.bootstrap_of(args.broker), settings.data)
     await ingest.start()
     return await serve_connectors(
-        args, accounts, ingest, ingest.stop, created=created, runtime_name="Kafka"
+        args, settings, accounts, ingest, ingest.stop, created=created, runtime_name="Kafka"
     )

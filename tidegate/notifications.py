@@ -7,17 +7,19 @@ import asyncio
 import json
 import sys
 from datetime import UTC, datetime
+from pathlib import Path
 
 from connectors.notifications.outbox import DB_NAME, Outbox
 from connectors.notifications.secrets import FILE_NAME, WebhookSecrets
+from tidegate.settings import Settings
 
 
 def _when(ts: float | None) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if ts else "-"
 
 
-async def _list(args: argparse.Namespace) -> int:
-    outbox = Outbox(args.data / DB_NAME)
+async def _list(args: argparse.Namespace, data: Path) -> int:
+    outbox = Outbox(data / DB_NAME)
     await outbox.open()
     try:
         rows = await outbox.deliveries(args.account, args.state, limit=1000)
@@ -37,8 +39,8 @@ async def _list(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _resend(args: argparse.Namespace) -> int:
-    outbox = Outbox(args.data / DB_NAME)
+async def _resend(args: argparse.Namespace, data: Path) -> int:
+    outbox = Outbox(data / DB_NAME)
     await outbox.open()
     try:
         count = await outbox.resend(args.account, args.ids)
@@ -48,19 +50,18 @@ async def _resend(args: argparse.Namespace) -> int:
     return 0
 
 
-def _secret(args: argparse.Namespace) -> int:
+def _secret(args: argparse.Namespace, data: Path) -> int:
     if not args.url:
         print("tidegate notifications secret: --url is required", file=sys.stderr)
         return 2
-    secret = WebhookSecrets(args.data / FILE_NAME).create(args.account, args.url)
-    print(
-        f"Signing secret for {args.url} (shown ONCE; kept in {args.data / FILE_NAME}, mode 0600):"
-    )
+    secret = WebhookSecrets(data / FILE_NAME).create(args.account, args.url)
+    print(f"Signing secret for {args.url} (shown ONCE; kept in {data / FILE_NAME}, mode 0600):")
     print(secret)
     return 0
 
 
-def cmd_notifications(args: argparse.Namespace) -> int:
+def cmd_notifications(args: argparse.Namespace, settings: Settings) -> int:
     if args.action == "secret":
-        return _secret(args)
-    return asyncio.run(_list(args) if args.action == "list" else _resend(args))
+        return _secret(args, settings.data)
+    command = _list if args.action == "list" else _resend
+    return asyncio.run(command(args, settings.data))

@@ -21,6 +21,7 @@ from pathlib import Path
 import orjson
 
 from streams.core.feedback import RejectedRow, feedback_file
+from tidegate.settings import Settings
 
 DB_NAME = "tidegate.db"  # the embedded runtime's ledger (streams/embedded/engine.py)
 REPLAYS = """
@@ -32,20 +33,20 @@ CREATE TABLE IF NOT EXISTS replays (
 """
 
 
-def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], data: Path) -> None:
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], data_help: str) -> None:
     r = sub.add_parser("replay", help="re-submit an upload's rejected rows as a new upload")
     r.add_argument("upload_id", help="the upload (or a unique prefix of its id)")
     r.add_argument("--code", action="append", help="only rows rejected with this code")
     r.add_argument("--force", action="store_true", help="also rows replayed before")
-    r.add_argument("--data", type=Path, default=data)
+    r.add_argument("--data", help=data_help)
     r.add_argument("--config", type=Path)
     r.add_argument("--json", action="store_true")
 
 
-def cmd_replay(args: argparse.Namespace) -> int:
-    db = args.data / DB_NAME
+def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
+    db = settings.data / DB_NAME
     if not db.exists():
-        print(f"tidegate replay: no data in {args.data}", file=sys.stderr)
+        print(f"tidegate replay: no data in {settings.data}", file=sys.stderr)
         return 2
     conn = sqlite3.connect(db, timeout=30, isolation_level=None)
     try:
@@ -88,7 +89,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         ).fetchone()
         name, content = feedback_file(rows, filename)
         replay_name = f"replay-{n + 1}-of-{source[:8]}-{name}"
-        directory = args.data / "replays"
+        directory = settings.data / "replays"
         directory.mkdir(parents=True, exist_ok=True)
         path = directory / replay_name
         path.write_bytes(b"".join(content))
@@ -113,10 +114,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
                 dialect=dialect,
                 trigger=bool(trigger),
                 now=None,
-                data=args.data,
                 config=args.config,
                 json=args.json,
                 broker=None,
-            )
+            ),
+            settings,
         )
     )

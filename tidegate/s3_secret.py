@@ -8,10 +8,11 @@ import sys
 
 from connectors.accounts import AccountsConfigError, load_accounts
 from connectors.s3 import s3_source_of, write_s3_secret
+from tidegate.settings import Settings
 
 
-def cmd_s3_secret(args: argparse.Namespace) -> int:
-    config = args.config or args.data / "accounts.toml"
+def cmd_s3_secret(args: argparse.Namespace, settings: Settings) -> int:
+    config = args.config or settings.data / "accounts.toml"
     try:
         account = load_accounts(config).get(args.account)
     except AccountsConfigError as exc:
@@ -28,6 +29,6 @@ def cmd_s3_secret(args: argparse.Namespace) -> int:
     if not secret.strip():
         print("tidegate: empty secret; nothing stored", file=sys.stderr)
         return 2
-    path = write_s3_secret(args.data, account.name, secret)
+    path = write_s3_secret(settings.data, account.name, secret)
     print(f"stored the S3 secret access key of {account.name} in {path} (mode 0600)")
     return 0

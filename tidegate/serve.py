@@ -20,11 +20,10 @@ from connectors.console import ConsoleSecrets, ensure_console_secrets
 from connectors.console.app import ConsoleIngest
 from connectors.console.mount import attach_console
 from connectors.files.reader import upload_reader
-from connectors.ftp import FtpDropServer, FtpSettings, parse_port_range, start_ftp_server
+from connectors.ftp import FtpDropServer, FtpSettings, start_ftp_server
 from connectors.http.app import create_app
 from connectors.http.server import serve_http
 from connectors.notifications.service import Notifier
-from connectors.notifications.settings import NotifySettings
 from connectors.ops_metrics import install as install_metrics
 from connectors.s3 import start_s3_imports
 from connectors.sftp import start_sftp_server
@@ -36,6 +35,7 @@ from streams.embedded.runtime import EmbeddedRuntime
 from tidegate.account_settings import accounts_path, mappings_of, settings_of
 from tidegate.first_file import first_file_lines
 from tidegate.local_api import serve_local
+from tidegate.settings import Settings
 
 log = logging.getLogger("tidegate")
 
@@ -57,11 +57,11 @@ class LiveSettings:
         self.mappings.update(mappings_of(accounts))
 
 
-async def run(args: argparse.Namespace) -> int:
+async def run(args: argparse.Namespace, settings: Settings) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    data: Path = args.data
+    data = settings.data
     data.mkdir(parents=True, exist_ok=True)
     config = accounts_path(args.config, data)
     created = ensure_demo_account(config)
@@ -70,11 +70,11 @@ async def run(args: argparse.Namespace) -> int:
         from tidegate.kafka_connectors import run_connectors_on_kafka
 
         # the demo account's credentials are shown once, whichever runtime decides
-        return await run_connectors_on_kafka(args, accounts, serve_connectors, created)
+        return await run_connectors_on_kafka(args, settings, accounts, serve_connectors, created)
 
-    settings = LiveSettings(settings_of(accounts))
-    settings.update(accounts)
-    runtime = EmbeddedRuntime(data, settings, upload_reader(settings.mappings))
+    live_settings = LiveSettings(settings_of(accounts))
+    live_settings.update(accounts)
+    runtime = EmbeddedRuntime(data, live_settings, upload_reader(live_settings.mappings))
     await runtime.start()
     local = await serve_local(runtime, data)  # `tidegate import` beside `run`
 
@@ -83,12 +83,13 @@ async def run(args: argparse.Namespace) -> int:
         await runtime.stop()
 
     return await serve_connectors(
-        args, accounts, runtime, stop, created=created, on_accounts=settings.update
+        args, settings, accounts, runtime, stop, created=created, on_accounts=live_settings.update
     )
 
 
 async def serve_connectors(
     args: argparse.Namespace,
+    settings: Settings,
     accounts: Accounts,
     ingest: ConsoleIngest,  # the Ingest port and the history the console reads
     stop_ingest: Callable[[], Awaitable[None]],
@@ -101,47 +102,46 @@ async def serve_connectors(
 
     The accounts file is re-read within a second of a change (`tidegate accounts`): every
     part then serves the new accounts, without a restart."""
-    data: Path = args.data
+    data = settings.data
+    opts = settings.run
     config = accounts_path(args.config, data)
     live = LiveAccounts(config, accounts)
     async with contextlib.AsyncExitStack() as stack:
         stack.push_async_callback(stop_ingest)
         # the notifier learns final statuses through the port, so both runtimes notify
-        notifier = Notifier(ingest, live, data, NotifySettings.from_env())
+        notifier = Notifier(ingest, live, data, settings.notify)
         await notifier.start()
         stack.push_async_callback(notifier.stop)
         ingest = cast(ConsoleIngest, notifier.wrap(ingest))  # extras pass through
         sftp = await start_sftp_server(
-            args.host,
-            args.sftp_port,
+            opts.host,
+            opts.sftp_port,
             accounts,
             data / "drop",
             ingest,
-            args.settle,
+            opts.settle_seconds,
             data / "ssh_host_ed25519_key",
         )
         stack.push_async_callback(sftp.wait_closed)
         stack.callback(sftp.close)
         ftp_port: int | None = None
         ftp: FtpDropServer | None = None
-        ftp_settings = ftp_settings_of(args)
+        ftp_settings = opts.ftp
         if ftp_settings is not None:
             ftp = await start_ftp_server(accounts, sftp, ftp_settings, data)
             stack.push_async_callback(ftp.aclose)
             ftp_port = ftp.port
-        watch = await start_watch_folder(data / "watch", accounts, ingest, args.settle)
+        watch = await start_watch_folder(data / "watch", accounts, ingest, opts.settle_seconds)
         stack.push_async_callback(watch.aclose)
-        s3 = await start_s3_imports(
-            data, accounts, ingest, poll_interval=getattr(args, "s3_interval", 30.0)
-        )
+        s3 = await start_s3_imports(data, accounts, ingest, poll_interval=opts.s3_interval)
         stack.push_async_callback(s3.aclose)
         app = create_app(ingest, live, source_status=s3.source_status)
         # The drain (docs/OPERATING.md): on a signal uvicorn stops accepting, in-flight
         # requests get `drain` seconds to finish; then the ingest stops (503 for anything
         # still submitting, nothing applied) and the engine ends after its current batch.
-        drain = float(getattr(args, "drain_seconds", 10.0))
+        drain = opts.drain_seconds
         http = await serve_http(
-            app, args.host, args.http_port, timeout_graceful_shutdown=max(1, math.ceil(drain))
+            app, opts.host, opts.http_port, timeout_graceful_shutdown=max(1, math.ceil(drain))
         )
         stack.push_async_callback(http.close, drain + 1.0)
         live.listeners += [sftp.update_accounts, watch.update_accounts]
@@ -161,10 +161,17 @@ async def serve_connectors(
         stack.callback(lag.cancel)
         if not notifier.settings.console_url:  # links in emails point at this HTTP server
             notifier.settings = replace(
-                notifier.settings, console_url=f"http://{args.host}:{http.port}"
+                notifier.settings, console_url=f"http://{opts.host}:{http.port}"
             )
+        # before the welcome, which tells a supervisor the server is up: a SIGTERM sent
+        # as soon as it is read drains instead of killing the process
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
         _print_welcome(
-            args,
+            opts.host,
+            args.broker,
             data,
             config,
             accounts,
@@ -172,16 +179,11 @@ async def serve_connectors(
             http.port,
             created,
             runtime_name,
-            ftp_line=_ftp_welcome(args.host, ftp_port, ftp_settings) if ftp_port else None,
+            ftp_line=_ftp_welcome(opts.host, ftp_port, ftp_settings) if ftp_port else None,
         )
         for source in s3.sources.values():
             print(f"  S3 import        {source.account}: s3://{source.bucket}/{source.prefix}")
-        _print_console(args.host, http.port, secrets)
-
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+        _print_console(opts.host, http.port, secrets)
         await stop.wait()
         log.info("stopping: draining up to %.0f s", drain)
         print("tidegate: stopping", flush=True)
@@ -208,25 +210,6 @@ def _print_console(host: str, port: int, secrets: ConsoleSecrets) -> None:
     print("\n".join(lines), flush=True)
 
 
-def ftp_settings_of(args: argparse.Namespace) -> FtpSettings | None:
-    """The FTP drop's settings from `tidegate run`'s options; None when it is off."""
-    port = getattr(args, "ftp_port", -1)
-    if port is None or port < 0:
-        return None
-    passive = getattr(args, "ftp_passive_ports", None)
-    cert = getattr(args, "ftp_cert", None)
-    key = getattr(args, "ftp_key", None)
-    return FtpSettings(
-        host=args.host,
-        port=port,
-        allow_plain=bool(getattr(args, "ftp_allow_plain", False)),
-        passive_ports=parse_port_range(passive) if passive else None,
-        masquerade_address=getattr(args, "ftp_masquerade_address", None),
-        certfile=Path(cert) if cert else None,
-        keyfile=Path(key) if key else None,
-    )
-
-
 def _ftp_welcome(host: str, port: int, settings: FtpSettings | None) -> str:
     tls = "TLS optional" if settings is not None and settings.allow_plain else "TLS required"
     return (
@@ -236,7 +219,8 @@ def _ftp_welcome(host: str, port: int, settings: FtpSettings | None) -> str:
 
 
 def _print_welcome(
-    args: argparse.Namespace,
+    host: str,
+    broker: str | None,
     data: Path,
     config: Path,
     accounts: Accounts,
@@ -247,11 +231,10 @@ def _print_welcome(
     *,
     ftp_line: str | None = None,
 ) -> None:
-    host = args.host
     where = (
         "embedded runtime: no broker, state in SQLite"
         if runtime_name == "embedded"
-        else f"connectors on Kafka at {args.broker}; run `tidegate worker` for the decisions"
+        else f"connectors on Kafka at {broker}; run `tidegate worker` for the decisions"
     )
     lines = [
         f"Tidegate is running ({where}).",

@@ -3,20 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import os
+from datetime import datetime
 from pathlib import Path
 
 from streams.app import WorkerConfig
-from streams.core.timeparse import from_iso
 from tidegate.account_settings import load_settings
 
 
-def config_from_args(args: argparse.Namespace) -> WorkerConfig:
+def config_from_args(args: argparse.Namespace, now: datetime | None = None) -> WorkerConfig:
+    """`now`: the fixed processing time of the settings (TIDEGATE_NOW), None for the clock."""
     state_dir = Path(args.state_dir)
-    now_text = getattr(args, "now", None) or os.environ.get("TIDEGATE_NOW")
-    now = from_iso(now_text) if isinstance(now_text, str) and now_text else None
-    if now_text and now is None:
-        raise SystemExit(f"TIDEGATE_NOW wants an ISO-8601 time, not {now_text!r}")
     return WorkerConfig(
         broker=args.broker,
         partitions=int(args.partitions),

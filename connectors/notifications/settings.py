@@ -1,10 +1,18 @@
-"""The notifier's settings, read once from the environment at start-up."""
+"""The notifier's settings, read once at start-up from the command line's merged values."""
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import ClassVar
+
+from streams.core.config_values import (
+    Values,
+    read_choice,
+    read_float,
+    read_int,
+    read_port,
+    read_str,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,28 +41,51 @@ class NotifySettings:
         """Seconds before the next attempt after `attempts` failed ones."""
         return float(min(self.retry_base * 2 ** (attempts - 1), self.retry_max_delay))
 
+    # every variable `from_values` reads (the command line's config file accepts these keys)
+    NAMES: ClassVar[tuple[str, ...]] = (
+        "TIDEGATE_SMTP_HOST",
+        "TIDEGATE_SMTP_PORT",
+        "TIDEGATE_SMTP_SECURITY",
+        "TIDEGATE_SMTP_USER",
+        "TIDEGATE_SMTP_PASSWORD",
+        "TIDEGATE_MAIL_FROM",
+        "TIDEGATE_CONSOLE_URL",
+        "TIDEGATE_NOTIFY_ATTACH_BYTES",
+        "TIDEGATE_NOTIFY_CONCURRENCY",
+        "TIDEGATE_NOTIFY_TIMEOUT",
+        "TIDEGATE_NOTIFY_RETRY_BASE",
+        "TIDEGATE_NOTIFY_RETRY_MAX_DELAY",
+        "TIDEGATE_NOTIFY_MAX_ATTEMPTS",
+        "TIDEGATE_NOTIFY_POLL",
+    )
+
     @classmethod
-    def from_env(cls, env: Mapping[str, str] = os.environ, console_url: str = "") -> NotifySettings:
+    def from_values(cls, values: Values) -> NotifySettings:
+        """The notifier's settings from the command line's merged `TIDEGATE_*` values."""
         smtp = None
-        if env.get("TIDEGATE_SMTP_HOST"):
+        if read_str(values, "TIDEGATE_SMTP_HOST", ""):
             smtp = SmtpSettings(
-                host=env["TIDEGATE_SMTP_HOST"],
-                port=int(env.get("TIDEGATE_SMTP_PORT", "587")),
-                security=env.get("TIDEGATE_SMTP_SECURITY", "starttls"),
-                username=env.get("TIDEGATE_SMTP_USER") or None,
-                password=env.get("TIDEGATE_SMTP_PASSWORD") or None,
-                sender=env.get("TIDEGATE_MAIL_FROM", "tidegate@localhost"),
+                host=read_str(values, "TIDEGATE_SMTP_HOST", ""),
+                port=read_port(values, "TIDEGATE_SMTP_PORT", 587, minimum=1),
+                security=read_choice(
+                    values, "TIDEGATE_SMTP_SECURITY", "starttls", ("starttls", "tls", "none")
+                ),
+                username=read_str(values, "TIDEGATE_SMTP_USER", "") or None,
+                password=read_str(values, "TIDEGATE_SMTP_PASSWORD", "") or None,
+                sender=read_str(values, "TIDEGATE_MAIL_FROM", "tidegate@localhost"),
             )
-            if smtp.security not in ("starttls", "tls", "none"):
-                raise ValueError("TIDEGATE_SMTP_SECURITY must be starttls, tls or none")
         return cls(
             smtp=smtp,
-            console_url=env.get("TIDEGATE_CONSOLE_URL", console_url).rstrip("/"),
-            attach_limit=int(env.get("TIDEGATE_NOTIFY_ATTACH_BYTES", str(5 * 1024 * 1024))),
-            concurrency=int(env.get("TIDEGATE_NOTIFY_CONCURRENCY", "8")),
-            timeout=float(env.get("TIDEGATE_NOTIFY_TIMEOUT", "10")),
-            retry_base=float(env.get("TIDEGATE_NOTIFY_RETRY_BASE", "5")),
-            retry_max_delay=float(env.get("TIDEGATE_NOTIFY_RETRY_MAX_DELAY", "3600")),
-            max_attempts=int(env.get("TIDEGATE_NOTIFY_MAX_ATTEMPTS", "10")),
-            poll_seconds=float(env.get("TIDEGATE_NOTIFY_POLL", "1")),
+            console_url=read_str(values, "TIDEGATE_CONSOLE_URL", "").rstrip("/"),
+            attach_limit=read_int(
+                values, "TIDEGATE_NOTIFY_ATTACH_BYTES", 5 * 1024 * 1024, minimum=0
+            ),
+            concurrency=read_int(values, "TIDEGATE_NOTIFY_CONCURRENCY", 8, minimum=1),
+            timeout=read_float(values, "TIDEGATE_NOTIFY_TIMEOUT", 10.0, minimum=0),
+            retry_base=read_float(values, "TIDEGATE_NOTIFY_RETRY_BASE", 5.0, minimum=0),
+            retry_max_delay=read_float(
+                values, "TIDEGATE_NOTIFY_RETRY_MAX_DELAY", 3600.0, minimum=0
+            ),
+            max_attempts=read_int(values, "TIDEGATE_NOTIFY_MAX_ATTEMPTS", 10, minimum=1),
+            poll_seconds=read_float(values, "TIDEGATE_NOTIFY_POLL", 1.0, minimum=0),
         )

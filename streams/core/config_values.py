@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
+
+from streams.core.timeparse import from_iso
 
 # The command line merges flags over the environment over the config file into one mapping
 # keyed by the environment variable's name; every settings group reads it with these, so a
@@ -79,3 +82,37 @@ def read_choice(values: Values, name: str, default: str, choices: tuple[str, ...
     if text not in choices:
         raise SettingError(name, text, "expected one of " + ", ".join(choices))
     return text
+
+
+def read_port(values: Values, name: str, default: int, minimum: int = 0) -> int:
+    """A TCP port, `minimum`..65535 (0 asks for any free port; some settings take -1: off)."""
+    port = read_int(values, name, default, minimum=minimum)
+    if port > 65535:
+        raise SettingError(name, values[name], "must be at most 65535")
+    return port
+
+
+def read_port_range(values: Values, name: str) -> tuple[int, int] | None:
+    """`LOW-HIGH` (or one port), inclusive, within 1-65535; None when unset or empty."""
+    text = values.get(name, "").strip()
+    if not text:
+        return None
+    low, sep, high = text.partition("-")
+    try:
+        first, last = int(low), int(high if sep else low)
+    except ValueError:
+        raise SettingError(name, values[name], "expected LOW-HIGH, e.g. 60000-60100") from None
+    if not 1 <= first <= last <= 65535:
+        raise SettingError(name, values[name], "expected LOW-HIGH within 1-65535, LOW <= HIGH")
+    return first, last
+
+
+def read_time(values: Values, name: str) -> datetime | None:
+    """An ISO-8601 time (`2018-09-02T00:00:00Z`); None when unset or empty."""
+    text = values.get(name, "")
+    if not text.strip():
+        return None
+    parsed = from_iso(text.strip())
+    if parsed is None:
+        raise SettingError(name, text, "not an ISO-8601 time, e.g. 2018-09-02T00:00:00Z")
+    return parsed
