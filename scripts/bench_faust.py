@@ -216,6 +216,10 @@ class Usage:
     load_start: float
     load_end: float
 
+    def per_core(self, eps: float) -> float:
+        """Events per CPU-second of the workers: the figure a shared machine disturbs least."""
+        return eps / sum(self.worker_cores) if sum(self.worker_cores) else float("nan")
+
     def text(self) -> str:
         per = " + ".join(f"{c:.2f}" for c in self.worker_cores)
         return (
@@ -571,7 +575,7 @@ def main() -> int:
             f"faust workers ({workers}x, {PARTITIONS} partitions, {accounts} accounts): "
             f"{eps:,.0f} ev/s ({args.records} outcomes; producing them alone: "
             f"{produce_eps:,.0f} ev/s); {eps / faust_eps:.1%} of {first[0]}x{first[1]}; "
-            f"{usage.text()}"
+            f"{usage.text()}; {usage.per_core(eps):,.0f} ev per worker CPU-second"
         )
     print(f"aiokafka relay: {relay_eps:,.0f} ev/s; ratio {faust_eps / relay_eps:.1%}")
     print(
@@ -584,7 +588,8 @@ def main() -> int:
             f"Faust passthrough ({guarantee}, {args.workers}x): {eps:,.0f} ev/s "
             f"({eps / relay_eps:.1%} of the relay); Tidegate {first[0]}x{first[1]} at "
             f"{faust_eps / eps:.2f}x of it; latency p50 {q50:.0f} ms, p99 {q99:.0f} ms "
-            f"({len(pass_lats)}/{n_lat}); {usage.text()}"
+            f"({len(pass_lats)}/{n_lat}); {usage.text()}; "
+            f"{usage.per_core(eps):,.0f} ev per worker CPU-second"
         )
     ratios: dict[str, float] = {}
     one = next((eps for (a, w), (eps, *_) in runs.items() if a == 1 and w == first[1]), None)
