@@ -42,9 +42,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from streams import topics as T  # noqa: E402
-from streams.agents import outcome_records  # noqa: E402
-from streams.routing import arrival_partition  # noqa: E402
+from streams.kafka import topics as T  # noqa: E402
+from streams.kafka.agents import outcome_records  # noqa: E402
+from streams.kafka.routing import arrival_partition  # noqa: E402
 
 PARTITIONS = 8
 

@@ -289,7 +289,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from streams.worker import run_worker
+    from streams.kafka.worker import run_worker
     from tidegate.worker_config import config_from_args
 
     return int(run_worker(config_from_args(args)))

@@ -29,13 +29,13 @@ from connectors.ports import (
     Receipt,
     UploadView,
 )
-from streams import topics as T
 from streams.core.feedback import RejectedRow
 from streams.core.records import RawRecord, SourceKind
 from streams.core.timeparse import to_iso
 from streams.core.upload import UploadRow
 from streams.embedded.ledger import FINAL, Ledger, duplicate_filename
-from streams.routing import arrival_partition
+from streams.kafka import topics as T
+from streams.kafka.routing import arrival_partition
 from tidegate.kafka_import import find_claim, new_producer, produce_upload, write_claim
 
 log = logging.getLogger("tidegate.kafka")

@@ -31,12 +31,12 @@ from typing import Any
 import orjson
 
 from connectors.ports import UploadView
-from streams import topics as T
 from streams.core.errors import Rejection
 from streams.core.records import Dialect, SourceKind
 from streams.core.timeparse import from_iso, to_iso
 from streams.core.upload import FatalUpload, MemberFailure, PlanWarning, UploadNotes, UploadRow
-from streams.routing import arrival_partition
+from streams.kafka import topics as T
+from streams.kafka.routing import arrival_partition
 
 FINAL = frozenset({"success", "partial", "warning", "fail"})
 IN_FLIGHT = 5000  # sends awaited in groups of this size

@@ -29,10 +29,10 @@ from connectors.ops_metrics import install as install_metrics
 from connectors.s3 import start_s3_imports
 from connectors.sftp import start_sftp_server
 from connectors.watch import start_watch_folder
-from streams import topics as T
 from streams.core.csvmap import CsvMapping
 from streams.core.settings import AccountSettings, SettingsRegistry
 from streams.embedded.runtime import EmbeddedRuntime
+from streams.kafka import topics as T
 from tidegate.account_settings import accounts_path, mappings_of, settings_of
 from tidegate.first_file import first_file_lines
 from tidegate.local_api import serve_local

@@ -6,8 +6,8 @@ import argparse
 import os
 from pathlib import Path
 
-from streams.app import WorkerConfig
 from streams.core.timeparse import from_iso
+from streams.kafka.app import WorkerConfig
 from tidegate.account_settings import load_settings
 
 

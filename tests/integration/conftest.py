@@ -128,7 +128,7 @@ def topic_name(new_topic_name: Callable[[str], str]) -> str:
 def prefix() -> Iterator[str]:
     """Topic names of their own for one Faust test (`T.use_prefix`), deleted at the end of
     the session with the app's changelog and internal topics (app id: dots as dashes)."""
-    from streams import topics as T
+    from streams.kafka import topics as T
     from tests.integration.kafka_helpers import SESSION_PREFIXES
 
     name = f"tgtest.{uuid.uuid4().hex[:8]}"

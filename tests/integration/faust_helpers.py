@@ -21,7 +21,6 @@ import orjson
 
 from connectors.files.reader import read_upload
 from connectors.ports import FileUpload
-from streams.agents import outcome_records
 from streams.core.identity import IDENTITY_TABLE, identity_key, ordered_identifiers
 from streams.core.normalize import normalize
 from streams.core.records import Dialect, SourceKind, make_event_id
@@ -30,6 +29,7 @@ from streams.core.upload import UploadRow
 from streams.embedded.runtime import EmbeddedRuntime
 from streams.embedded.schema import connect
 from streams.embedded.store import SqliteStateStore
+from streams.kafka.agents import outcome_records
 from tidegate.kafka_import import new_producer, produce_upload, wait_statuses
 
 REPO = Path(__file__).resolve().parents[2]
@@ -251,7 +251,7 @@ def embedded_reference(uploads: list[Upload], data: Path) -> tuple[set[Outcome],
 class Workers:
     """`tidegate worker` subprocesses on their own topics (prefix) and app id, under a
     supervisor as in production (compose `restart: unless-stopped`): a worker that exits
-    by itself (exit 70 after a failed commit, see streams/agents.py `fatal`) is started
+    by itself (exit 70 after a failed commit, see streams/kafka/agents.py `fatal`) is started
     again; `exits` records each such exit."""
 
     def __init__(self, bootstrap: str, root: Path, prefix: str) -> None:

@@ -21,9 +21,9 @@ import orjson
 import pytest
 
 from connectors.files.reader import read_upload
-from streams import topics as T
-from streams.agents import outcome_records
 from streams.core.records import make_event_id
+from streams.kafka import topics as T
+from streams.kafka.agents import outcome_records
 from tests.integration.conftest import KAFKA_SCRIPT, broker_unavailable
 from tests.integration.faust_helpers import (
     PARTITIONS,

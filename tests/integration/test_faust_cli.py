@@ -109,7 +109,7 @@ def _raw_end(bootstrap: str) -> int:
     """How many records the raw topic holds (all partitions)."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
-    from streams import topics as T
+    from streams.kafka import topics as T
 
     async def count() -> int:
         consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
@@ -197,7 +197,7 @@ def test_import_via_broker_resumes_an_unfinished_upload_of_the_name(
         )
 
         async def interrupt() -> None:
-            from streams import topics as T
+            from streams.kafka import topics as T
             from tidegate.kafka_import import produce_upload
 
             await T.ensure_topics(kafka_bootstrap, 8)
@@ -216,7 +216,7 @@ def test_import_via_broker_resumes_an_unfinished_upload_of_the_name(
         assert report["status"] == "success", report
         assert report["counts"]["records"] == 6 and report["counts"]["accepted"] == 6, report
         assert report["counts"]["duplicate"] == 0, report
-        from streams import topics as T
+        from streams.kafka import topics as T
 
         accepted = header_ids(asyncio.run(read_topic(kafka_bootstrap, T.ACCEPTED)))
         assert len(accepted) == 6 and set(accepted.values()) == {1}, accepted  # none twice

@@ -14,7 +14,7 @@ import httpx
 import orjson
 import pytest
 
-from streams import topics as T
+from streams.kafka import topics as T
 from tests.integration.faust_helpers import REPO, Workers, read_topic
 from tests.integration.test_run_end_to_end import _read_welcome
 

@@ -18,9 +18,9 @@ import orjson
 import pytest
 
 from connectors.files.reader import read_upload
-from streams import topics as T
-from streams.agents import outcome_records
 from streams.core.records import Dialect, make_event_id
+from streams.kafka import topics as T
+from streams.kafka.agents import outcome_records
 from tests.integration.faust_helpers import (
     ACCOUNTS,
     PARTITIONS,

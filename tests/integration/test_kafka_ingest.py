@@ -84,7 +84,7 @@ async def test_kafka_upload_shows_the_manifest_trigger_and_names_a_failed_member
     """The announcement (the upload's row on the Kafka path) carries the manifest's
     "trigger": true, as the embedded runtime's row does; a failed member is named once in
     the warnings (before: "README.md: unsupported_format: member README.md: ...")."""
-    from streams import topics as T
+    from streams.kafka import topics as T
     from tidegate.kafka_import import produce_upload
 
     archive = _drop_with_manifest_and_readme(tmp_path / "drop.zip")
@@ -110,7 +110,7 @@ async def test_kafka_archive_member_not_of_the_dialects_file_type_fails_as_a_who
     whole (unsupported_format, named in the warnings), none of its lines is produced."""
     import zipfile
 
-    from streams import topics as T
+    from streams.kafka import topics as T
     from tidegate.kafka_import import produce_upload
 
     archive = tmp_path / "zeta.zip"

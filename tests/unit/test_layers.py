@@ -129,7 +129,7 @@ def test_no_import_cycle() -> None:
 def test_the_checks_catch_what_they_guard() -> None:
     graph = {
         "streams.core.decide": {"streams.embedded.engine"},
-        "streams.agents": {"streams.embedded.engine"},
+        "streams.kafka.agents": {"streams.embedded.engine"},
         "connectors.sftp": {"tidegate.serve"},
         "tidegate.a": {"tidegate.b"},
         "tidegate.b": {"tidegate.a"},

@@ -17,10 +17,10 @@ from typing import Any
 
 import orjson
 
-from streams import topics as T
 from streams.core.errors import ErrorCode, Rejection, Stage
 from streams.core.records import Dialect, Event, RawRecord, RecordKind, Source, SourceKind
 from streams.core.stages import LinkRequest
+from streams.kafka import topics as T
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICRO = timedelta(microseconds=1)

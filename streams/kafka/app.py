@@ -10,10 +10,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from streams import topics as T
-from streams.agents import register
 from streams.core.settings import AccountSettings, SettingsRegistry
-from streams.faust_store import STATE_TABLES, UPLOADS_TABLE
+from streams.kafka import topics as T
+from streams.kafka.agents import register
+from streams.kafka.faust_store import STATE_TABLES, UPLOADS_TABLE
 
 
 @dataclass(slots=True)

@@ -43,7 +43,9 @@ def use_prefix(prefix: str) -> None:
     ANNOUNCE = f"{prefix}.uploads.announce"
     STATUS = f"{prefix}.uploads.status"
     CONFLICTS = f"{prefix}.identity.conflicts"
-    BY_KEY = f"{prefix}.events.by_key"  # internal: records between the stages (streams/hops.py)
+    BY_KEY = (
+        f"{prefix}.events.by_key"  # internal: records between the stages (streams/kafka/hops.py)
+    )
     NAMES = f"{prefix}.uploads.names"  # the filenames accounts have used (tidegate/kafka_import.py)
     TOPIC_CONFIGS = {
         RAW: _DELETE_7D,

@@ -10,8 +10,8 @@ import shutil
 import signal
 import sys
 
-from streams import topics as T
-from streams.app import WorkerConfig, create_app
+from streams.kafka import topics as T
+from streams.kafka.app import WorkerConfig, create_app
 
 
 def run_worker(config: WorkerConfig) -> int:

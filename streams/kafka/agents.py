@@ -2,7 +2,7 @@
 publish statuses.
 
 No rule lives here: every decision is `streams.core` (the stages of
-streams/core/stages.py through `streams.routing.run_stage`, `expire_state`,
+streams/core/stages.py through `streams.kafka.routing.run_stage`, `expire_state`,
 `final_status`); this module only moves bytes between topics and tables. Keying
 (docs/decisions/keyed-topology.md): each stage runs on the partition of its key —
 account, highest identifier, each lower identifier, profile — and hands the record on
@@ -27,8 +27,6 @@ from typing import Any
 
 import orjson
 
-from streams import routing
-from streams import topics as T
 from streams.core.decide import expire_state
 from streams.core.errors import ErrorCode, Rejection, Stage
 from streams.core.fanout import Output, route_outcome
@@ -38,10 +36,12 @@ from streams.core.records import Outcome, OutcomeKind, RawRecord, make_event_id
 from streams.core.settings import AccountSettings
 from streams.core.status import UploadCounts, counts_dict, counts_from, final_status, final_warnings
 from streams.core.timeparse import to_iso
-from streams.faust_store import UPLOADS_TABLE, FaustStore
-from streams.hops import Hop, HopError, decode_hops, encode_hops
-from streams.routing import account_of, event_id_of, first_hop, owns_outcome
-from streams.stats import WorkerStats
+from streams.kafka import routing
+from streams.kafka import topics as T
+from streams.kafka.faust_store import UPLOADS_TABLE, FaustStore
+from streams.kafka.hops import Hop, HopError, decode_hops, encode_hops
+from streams.kafka.routing import account_of, event_id_of, first_hop, owns_outcome
+from streams.kafka.stats import WorkerStats
 
 log = logging.getLogger("tidegate.agents")
 # One line every TIDEGATE_STATS_SECONDS (0: none): messages processed, commit durations.
