@@ -43,8 +43,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from streams.kafka import topics as T  # noqa: E402
-from streams.kafka.agents import outcome_records  # noqa: E402
+from streams.kafka.outputs import outcome_records  # noqa: E402
 from streams.kafka.routing import arrival_partition  # noqa: E402
+from streams.kafka.wire import decode_raw  # noqa: E402
 
 PARTITIONS = 8
 
@@ -85,7 +86,11 @@ async def produce(bootstrap: str, topic: str, docs: list[bytes], rate: float = 0
                     await asyncio.sleep(delay)
             account = orjson.loads(doc)["account"]
             # as the connectors do: a user's records arrive on its stage-2 key's partition
-            partition = arrival_partition(T.decode_raw(doc), PARTITIONS) if topic == T.RAW else None
+            partition = (
+                arrival_partition(decode_raw(doc, topic=T.RAW), PARTITIONS)
+                if topic == T.RAW
+                else None
+            )
             sent_at.append(time.time())
             futs.append(await producer.send(topic, doc, key=account.encode(), partition=partition))
             if len(futs) >= 5000:

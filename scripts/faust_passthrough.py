@@ -26,9 +26,9 @@ def main() -> None:
 
     if "stock" not in sys.argv[7:]:
         sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-        from streams.kafka.app import _deliver_each_fetch_in_one_task
+        from streams.kafka.faust_patches import deliver_each_fetch_in_one_task
 
-        _deliver_each_fetch_in_one_task()
+        deliver_each_fetch_in_one_task()
 
     # as `tidegate worker`: hand the GIL back to the consumer thread quickly
     sys.setswitchinterval(0.0002)

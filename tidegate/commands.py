@@ -164,7 +164,7 @@ async def _show_progress(
 
 def cmd_import(args: argparse.Namespace) -> int:
     if args.broker:
-        from tidegate.kafka_import import import_via_kafka
+        from tidegate.kafka_cli import import_via_kafka
 
         return int(import_via_kafka(args))
     return asyncio.run(_import(args))
@@ -290,6 +290,6 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     from streams.kafka.worker import run_worker
-    from tidegate.worker_config import config_from_args
+    from tidegate.kafka_cli import config_from_args
 
     return int(run_worker(config_from_args(args)))

@@ -67,10 +67,18 @@ async def run(args: argparse.Namespace) -> int:
     created = ensure_demo_account(config)
     accounts = load_accounts(config)
     if args.broker:
-        from tidegate.kafka_connectors import run_connectors_on_kafka
+        from connectors.files.reader import read_upload
+        from streams.embedded.ledger import Ledger
+        from streams.kafka.ingest import KafkaIngest
 
+        # names, history and statuses in a ledger beside the connectors; the workers decide
+        ledger = Ledger(data / "connectors.db")
+        ingest = KafkaIngest(T.bootstrap_of(args.broker), ledger, read_upload)
+        await ingest.start()
         # the demo account's credentials are shown once, whichever runtime decides
-        return await run_connectors_on_kafka(args, accounts, serve_connectors, created)
+        return await serve_connectors(
+            args, accounts, ingest, ingest.stop, created=created, runtime_name="Kafka"
+        )
 
     settings = LiveSettings(settings_of(accounts))
     settings.update(accounts)

@@ -45,6 +45,8 @@ class UploadCounts:
 NO_RECORDS = "no records"
 #: The kind of a history row that records a file refused as a whole (none of it was read).
 REFUSED_KIND = "refused"
+#: The statuses an upload ends in (the others, queued and processing, are on the way).
+FINAL_STATUSES = frozenset(status.value for status in UploadStatus)
 
 
 def final_status(counts: UploadCounts, fatal: Rejection | None) -> UploadStatus:

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import sqlite3
 from collections.abc import AsyncIterator, Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,15 +25,17 @@ from connectors.ports import (
     StorageFull,
     UploadView,
 )
-from streams.core.errors import ErrorCode, Rejection, Stage
+from streams.core.errors import Rejection
 from streams.core.feedback import RejectedRow, feedback_file
-from streams.core.records import SourceKind
-from streams.core.status import REFUSED_KIND
+from streams.core.records import Dialect, SourceKind
+from streams.core.status import FINAL_STATUSES, REFUSED_KIND
 from streams.core.timeparse import to_iso
+from streams.core.upload import UploadRow
+from streams.core.upload import duplicate_filename as refuse_duplicate
 from streams.embedded.datadir import is_disk_full
 from streams.embedded.schema import connect
 
-FINAL = frozenset({"success", "partial", "warning", "fail"})
+FINAL = FINAL_STATUSES
 
 _VIEW_COLUMNS = (
     "upload_id, account, filename, kind, dialect, status, received_at, finished_at, trigger, "
@@ -44,11 +47,7 @@ Progress = Callable[[str], tuple[int, int] | None]
 
 
 def duplicate_filename(upload: FileUpload) -> Rejection:
-    return Rejection(
-        ErrorCode.DUPLICATE_FILENAME,
-        f"File {upload.filename} was already uploaded to account {upload.account}.",
-        Stage.UPLOAD,
-    )
+    return refuse_duplicate(upload.account, upload.filename)
 
 
 class Ledger:
@@ -187,6 +186,51 @@ class Ledger:
                     doc.get("dialect"),
                     doc["upload_id"],
                 ),
+            )
+
+    async def file_row(self, upload_id: str) -> UploadRow | None:
+        """A file upload as it was registered (the Kafka ingest produces it again after a
+        restart)."""
+        async with self.db.execute(
+            "SELECT account, filename, dialect, path, trigger, received_at FROM uploads "
+            "WHERE upload_id = ?",
+            (upload_id,),
+        ) as cursor:
+            r = await cursor.fetchone()
+        if r is None:
+            return None
+        return UploadRow(
+            upload_id,
+            r[0],
+            r[1],
+            SourceKind.FILE,
+            Dialect(r[2]) if r[2] else None,
+            r[3],
+            None if r[4] is None else bool(r[4]),
+            datetime.fromisoformat(r[5]),
+        )
+
+    async def mark_processing(self, upload_id: str, records: int) -> None:
+        """Every record of the upload is handed on (produced); its decisions are to come."""
+        async with self.transaction() as db:
+            await db.execute(
+                "UPDATE uploads SET status = 'processing', counts = ? WHERE upload_id = ?",
+                (orjson.dumps({"records": records}).decode(), upload_id),
+            )
+
+    async def register_records(
+        self,
+        upload_id: str,
+        account: str,
+        name: str,
+        kind: SourceKind,
+        dialect: str | None,
+        received_at: str,
+    ) -> None:
+        """Records an upload of API records (no file, triggering by default)."""
+        async with self.transaction() as db:
+            await self.insert_upload(
+                db, upload_id, account, name, kind, dialect, None, True, received_at
             )
 
     def _view(self, r: Any) -> UploadView:

@@ -10,6 +10,7 @@ import shutil
 import signal
 import sys
 
+from streams.kafka import faust_patches
 from streams.kafka import topics as T
 from streams.kafka.app import WorkerConfig, create_app
 
@@ -31,10 +32,7 @@ def run_worker(config: WorkerConfig) -> int:
     app = create_app(config)
     level = os.environ.get("TIDEGATE_LOG_LEVEL", "WARN").upper()
     worker = Worker(app, loglevel=level, quiet=True, redirect_stdouts=False)
-    # Faust's terminal spinner sets the root logger to DEBUG so that it turns on every
-    # message: every library's debug call then builds a log record (a large share of a
-    # worker's CPU, aiokafka logs each send). No spinner, the configured level holds.
-    worker.spinner = None
+    faust_patches.prepare_worker(app, worker)
     logging.getLogger("tidegate").setLevel(level)
     # The periodic stats line (agents.STATS_SECONDS) shows at the default level too: Faust's
     # handlers drop records under the worker's level (WARN), so it has a handler of its own.
@@ -46,9 +44,6 @@ def run_worker(config: WorkerConfig) -> int:
         logging.Formatter("[%(asctime)s] [%(process)s] [%(levelname)s] %(name)s: %(message)s")
     )
     stats.addHandler(handler)
-    # app.in_transaction is a cached property that is only true with app.in_worker (set
-    # by Worker.on_start): set it now, before anything reads and caches it.
-    app.in_worker = True
     if exactly_once:
         if not app.in_transaction:
             raise SystemExit("exactly_once requested but the Faust app is not transactional")

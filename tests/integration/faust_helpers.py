@@ -29,8 +29,8 @@ from streams.core.upload import UploadRow
 from streams.embedded.runtime import EmbeddedRuntime
 from streams.embedded.schema import connect
 from streams.embedded.store import SqliteStateStore
-from streams.kafka.agents import outcome_records
-from tidegate.kafka_import import new_producer, produce_upload, wait_statuses
+from streams.kafka.outputs import outcome_records
+from streams.kafka.producer import new_producer, produce_upload, wait_statuses
 
 REPO = Path(__file__).resolve().parents[2]
 SEEDS = REPO / "tests" / "fixtures" / "seeds"
@@ -251,7 +251,7 @@ def embedded_reference(uploads: list[Upload], data: Path) -> tuple[set[Outcome],
 class Workers:
     """`tidegate worker` subprocesses on their own topics (prefix) and app id, under a
     supervisor as in production (compose `restart: unless-stopped`): a worker that exits
-    by itself (exit 70 after a failed commit, see streams/kafka/agents.py `fatal`) is started
+    by itself (exit 70 after a failed commit, see streams/kafka/transactions.py `fatal`) is started
     again; `exits` records each such exit."""
 
     def __init__(self, bootstrap: str, root: Path, prefix: str) -> None:
@@ -349,7 +349,8 @@ async def produce_all(bootstrap: str, uploads: list[Upload]) -> None:
     await producer.start()
     try:
         for upload in uploads:
-            await produce_upload(producer, row_of(upload))
+            row = row_of(upload)
+            await produce_upload(producer, row, read_upload(row))
     finally:
         await producer.stop()
 

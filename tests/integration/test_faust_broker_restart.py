@@ -23,7 +23,8 @@ import pytest
 from connectors.files.reader import read_upload
 from streams.core.records import make_event_id
 from streams.kafka import topics as T
-from streams.kafka.agents import outcome_records
+from streams.kafka.outputs import outcome_records
+from streams.kafka.producer import wait_statuses
 from tests.integration.conftest import KAFKA_SCRIPT, broker_unavailable
 from tests.integration.faust_helpers import (
     PARTITIONS,
@@ -35,7 +36,6 @@ from tests.integration.faust_helpers import (
     read_topic,
     row_of,
 )
-from tidegate.kafka_import import wait_statuses
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 

@@ -168,7 +168,7 @@ def test_import_via_broker_resumes_an_unfinished_upload_of_the_name(
 
     from streams.core.records import SourceKind
     from streams.core.upload import UploadRow
-    from tidegate.kafka_import import new_producer, write_claim
+    from streams.kafka.producer import new_producer, write_claim
 
     path = tmp_path / "april.jsonl"
     rows = [
@@ -197,15 +197,16 @@ def test_import_via_broker_resumes_an_unfinished_upload_of_the_name(
         )
 
         async def interrupt() -> None:
+            from connectors.files.reader import read_upload
             from streams.kafka import topics as T
-            from tidegate.kafka_import import produce_upload
+            from streams.kafka.producer import produce_upload
 
             await T.ensure_topics(kafka_bootstrap, 8)
             producer = new_producer(kafka_bootstrap)
             await producer.start()
             try:
                 await write_claim(producer, interrupted)
-                announcement = await produce_upload(producer, interrupted)
+                announcement = await produce_upload(producer, interrupted, read_upload(interrupted))
             finally:
                 await producer.stop()
             assert announcement["total"] == 3

@@ -20,7 +20,8 @@ import pytest
 from connectors.files.reader import read_upload
 from streams.core.records import Dialect, make_event_id
 from streams.kafka import topics as T
-from streams.kafka.agents import outcome_records
+from streams.kafka.outputs import outcome_records
+from streams.kafka.producer import wait_statuses
 from tests.integration.faust_helpers import (
     ACCOUNTS,
     PARTITIONS,
@@ -37,7 +38,6 @@ from tests.integration.faust_helpers import (
     read_topic,
     row_of,
 )
-from tidegate.kafka_import import wait_statuses
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 

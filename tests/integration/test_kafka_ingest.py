@@ -6,13 +6,14 @@ from pathlib import Path
 
 import pytest
 
+from connectors.files.reader import read_upload
 from connectors.ports import FileUpload
 from streams.core.records import SourceKind
 from streams.core.upload import UploadRow
 from streams.embedded.ledger import Ledger
+from streams.kafka.ingest import KafkaIngest
+from streams.kafka.producer import find_claim, new_producer, write_claim
 from tests.integration.faust_helpers import NOW, PARTITIONS, _lines, _ts
-from tidegate.kafka_connectors import KafkaIngest
-from tidegate.kafka_import import find_claim, new_producer, write_claim
 
 pytestmark = [pytest.mark.kafka]
 
@@ -29,7 +30,9 @@ async def test_filename_claimed_by_an_import_is_refused(
     use it, and the connector then claims it in turn."""
     path = tmp_path / "may.jsonl"
     _lines(path, [{"user_id": "u1", "event_type": "view", "timestamp": _ts(2)}])
-    ingest = KafkaIngest(kafka_bootstrap, tmp_path / "conn", PARTITIONS)
+    ingest = KafkaIngest(
+        kafka_bootstrap, Ledger(tmp_path / "conn" / "connectors.db"), read_upload, PARTITIONS
+    )
     await ingest.start()
     try:
         imported = UploadRow(
@@ -85,7 +88,7 @@ async def test_kafka_upload_shows_the_manifest_trigger_and_names_a_failed_member
     "trigger": true, as the embedded runtime's row does; a failed member is named once in
     the warnings (before: "README.md: unsupported_format: member README.md: ...")."""
     from streams.kafka import topics as T
-    from tidegate.kafka_import import produce_upload
+    from streams.kafka.producer import produce_upload
 
     archive = _drop_with_manifest_and_readme(tmp_path / "drop.zip")
     row = UploadRow(IMPORTED, "acme", "drop.zip", SourceKind.FILE, None, str(archive), None, NOW)
@@ -93,7 +96,7 @@ async def test_kafka_upload_shows_the_manifest_trigger_and_names_a_failed_member
     producer = new_producer(kafka_bootstrap)
     await producer.start()
     try:
-        announcement = await produce_upload(producer, row)
+        announcement = await produce_upload(producer, row, read_upload(row))
     finally:
         await producer.stop()
     assert announcement["trigger"] is True, announcement
@@ -111,7 +114,7 @@ async def test_kafka_archive_member_not_of_the_dialects_file_type_fails_as_a_who
     import zipfile
 
     from streams.kafka import topics as T
-    from tidegate.kafka_import import produce_upload
+    from streams.kafka.producer import produce_upload
 
     archive = tmp_path / "zeta.zip"
     with zipfile.ZipFile(archive, "w") as z:
@@ -122,7 +125,7 @@ async def test_kafka_archive_member_not_of_the_dialects_file_type_fails_as_a_who
     producer = new_producer(kafka_bootstrap)
     await producer.start()
     try:
-        announcement = await produce_upload(producer, row)
+        announcement = await produce_upload(producer, row, read_upload(row))
     finally:
         await producer.stop()
     lines = (UPLOADS / "links_first.jsonl").read_bytes().strip().splitlines()

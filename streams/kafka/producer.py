@@ -1,11 +1,11 @@
-"""`tidegate import PATH --account A --broker kafka://HOST:PORT`: import through Kafka.
+"""The raw-topic producer: an upload's records into Kafka, filename claims, final statuses.
 
-Reads the upload with the same file readers as the embedded runtime, produces one raw
+`tidegate import --broker` and the connectors' Kafka ingest read an upload with the same
+file readers as the embedded runtime and hand its items here; `produce_upload` produces one raw
 record per line/row to `tidegate.events.raw` (keyed by account, acks=all, idempotent
 producer, so per-account order is the file's order), announces the upload's total on
-`tidegate.uploads.announce`, then waits for the upload's final status on the compacted
-`tidegate.uploads.status` topic (written by the workers' status agent) and prints the same
-report as the embedded `tidegate import`.
+`tidegate.uploads.announce`, and `wait_statuses` waits for the upload's final status on the compacted
+`tidegate.uploads.status` topic (written by the workers' status agent).
 
 Filenames: before producing, the import claims the account's filename on the compacted
 `tidegate.uploads.names` topic (key `account \x1f filename`). A name whose upload has a
@@ -18,27 +18,30 @@ decided already, and the upload completes once with the file's counts.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import sys
 import time
-import uuid
 from collections.abc import Iterable
-from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import orjson
 
 from connectors.ports import UploadView
-from streams.core.errors import Rejection
-from streams.core.records import Dialect, SourceKind
+from streams.core.records import Dialect
+from streams.core.status import FINAL_STATUSES
 from streams.core.timeparse import from_iso, to_iso
-from streams.core.upload import FatalUpload, MemberFailure, PlanWarning, UploadNotes, UploadRow
+from streams.core.upload import (
+    FatalUpload,
+    Item,
+    MemberFailure,
+    PlanWarning,
+    UploadNotes,
+    UploadRow,
+)
 from streams.kafka import topics as T
 from streams.kafka.routing import arrival_partition
+from streams.kafka.wire import encode_raw
 
-FINAL = frozenset({"success", "partial", "warning", "fail"})
+FINAL = FINAL_STATUSES
 IN_FLIGHT = 5000  # sends awaited in groups of this size
 
 
@@ -55,10 +58,9 @@ def new_producer(bootstrap: str) -> Any:
     )
 
 
-async def produce_upload(producer: Any, row: UploadRow) -> dict[str, Any]:
-    """Produces every record of `row` and then its announcement; returns the announcement."""
-    from connectors.files.reader import read_upload
-
+async def produce_upload(producer: Any, row: UploadRow, items: Iterable[Item]) -> dict[str, Any]:
+    """Produces every record of `row` (`items`: what the file reader yields for it) and then
+    its announcement; returns the announcement."""
     warnings: list[str] = []
     failed: list[str] = []
     notes = UploadNotes(warnings, failed)
@@ -70,7 +72,7 @@ async def produce_upload(producer: Any, row: UploadRow) -> dict[str, Any]:
     key = row.account.encode()
     partitions = await T.raw_partitions(producer)
     try:
-        for item in read_upload(row):
+        for item in items:
             if isinstance(item, PlanWarning | MemberFailure):
                 notes.note(item)
                 continue
@@ -81,7 +83,7 @@ async def produce_upload(producer: Any, row: UploadRow) -> dict[str, Any]:
                 dialect, trigger = raw.source.dialect, raw.trigger
             partition = arrival_partition(raw, partitions)
             pending.append(
-                await producer.send(T.RAW, T.encode_raw(raw), key=key, partition=partition)
+                await producer.send(T.RAW, encode_raw(raw), key=key, partition=partition)
             )
             total += 1
             if len(pending) >= IN_FLIGHT:
@@ -292,71 +294,3 @@ def view_of(doc: dict[str, Any]) -> UploadView:
         warnings=doc.get("warnings") or [],
         fatal=doc.get("fatal"),
     )
-
-
-async def _import(args: argparse.Namespace) -> int:
-    from tidegate.reports import print_json, print_refusal, print_summary, report_of
-
-    bootstrap = T.bootstrap_of(args.broker)
-    await T.ensure_topics(bootstrap, int(getattr(args, "partitions", 0) or T.DEFAULT_PARTITIONS))
-    path = args.path.resolve()
-    row = UploadRow(
-        upload_id=str(uuid.uuid4()),
-        account=args.account,
-        filename=path.name,
-        kind=SourceKind.FILE,
-        dialect=Dialect(args.dialect) if args.dialect else None,
-        path=str(path),
-        trigger=True if args.trigger else None,
-        received_at=args.now or datetime.now(UTC),
-    )
-    producer = new_producer(bootstrap)
-    await producer.start()
-    try:
-        claim = await claim_name(producer, bootstrap, row)
-        if claim["upload_id"] != row.upload_id:
-            count = len(await producer.partitions_for(T.STATUS))
-            if await final_status_of(bootstrap, claim["upload_id"], count) is not None:
-                refused = duplicate_filename(row.account, row.filename)
-                print_refusal(refused, path.name, as_json=args.json)
-                return 2
-            row = resumed(row, claim)
-            if not args.json:
-                print(
-                    f"{path.name} was claimed by upload {row.upload_id}, not finished: "
-                    "importing it again under that upload (records already decided are "
-                    "dropped as redeliveries)",
-                    file=sys.stderr,
-                    flush=True,
-                )
-        announcement = await produce_upload(producer, row)
-    finally:
-        await producer.stop()
-    if not args.json:
-        print(
-            f"produced {announcement['total']} records to {T.RAW}; waiting for the workers",
-            file=sys.stderr,
-            flush=True,
-        )
-    statuses = await wait_statuses(bootstrap, [row.upload_id])
-    view = view_of(statuses[row.upload_id])
-    report = report_of(view)
-    if args.json:
-        print_json(report)
-    else:
-        print_summary({**report, "errors": []}, path.name)
-        print(f"  outputs: {T.ACCEPTED}, {T.TRIGGERS}, {T.DEADLETTER} at {args.broker}")
-    if view.status == "fail" and view.fatal:
-        return 2
-    return 0 if view.status == "success" else 1
-
-
-def duplicate_filename(account: str, filename: str) -> Rejection:
-    from connectors.ports import FileUpload
-    from streams.embedded.ledger import duplicate_filename as refusal
-
-    return refusal(FileUpload(account, filename, Path(filename), datetime.now(UTC)))
-
-
-def import_via_kafka(args: argparse.Namespace) -> int:
-    return asyncio.run(_import(args))

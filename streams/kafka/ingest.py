@@ -1,42 +1,41 @@
-"""`tidegate run --broker kafka://…`: the connectors publish to Kafka; the workers decide.
+"""The connectors' Ingest port on Kafka (`tidegate run --broker`): the connectors publish, the
+workers decide.
 
 `KafkaIngest` implements the connectors' Ingest port on Kafka: file uploads are read with
 the same streaming readers and produced to `tidegate.events.raw` (acks=all), API records
 are produced before the HTTP answer, and the final statuses the workers publish on
-`tidegate.uploads.status` are recorded in the same SQLite ledger the embedded runtime keeps
-(unique filenames, history), under the data directory of the connector process.
+`tidegate.uploads.status` are recorded in a ledger of uploads (unique filenames, history; the command line hands it
+the embedded runtime's SQLite ledger under the connector process's data directory).
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
-from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import orjson
 
-from connectors.accounts import Account, Accounts, Credentials
 from connectors.ports import (
     DeadLetter,
     FileUpload,
     IngestUnavailable,
     LineVerdict,
     Receipt,
+    UploadLedger,
     UploadView,
 )
 from streams.core.feedback import RejectedRow
 from streams.core.records import RawRecord, SourceKind
+from streams.core.status import FINAL_STATUSES as FINAL
 from streams.core.timeparse import to_iso
-from streams.core.upload import UploadRow
-from streams.embedded.ledger import FINAL, Ledger, duplicate_filename
+from streams.core.upload import FileReader, UploadRow, duplicate_filename
 from streams.kafka import topics as T
+from streams.kafka.producer import find_claim, new_producer, produce_upload, write_claim
 from streams.kafka.routing import arrival_partition
-from tidegate.kafka_import import find_claim, new_producer, produce_upload, write_claim
+from streams.kafka.wire import encode_raw
 
 log = logging.getLogger("tidegate.kafka")
 CLAIM_TIMEOUT = 10.0  # seconds
@@ -46,11 +45,16 @@ class KafkaIngest:
     """The Ingest port over Kafka, with a local ledger for names, history and waiting."""
 
     def __init__(
-        self, bootstrap: str, data_dir: Path, partitions: int = T.DEFAULT_PARTITIONS
+        self,
+        bootstrap: str,
+        ledger: UploadLedger,
+        read: FileReader,
+        partitions: int = T.DEFAULT_PARTITIONS,
     ) -> None:
         self.bootstrap = bootstrap
         self.partitions = partitions
-        self.ledger = Ledger(data_dir / "connectors.db")
+        self.ledger = ledger
+        self.read = read
         self._producer: Any = None
         self._done: dict[str, asyncio.Event] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -66,7 +70,7 @@ class KafkaIngest:
         # ids are deterministic, so the workers' redelivery suppression drops the repeats.
         for view in await self.ledger.list_uploads(None, 10_000):
             if view.status == "queued" and view.kind == SourceKind.FILE.value:
-                row = await self._row(view.upload_id)
+                row = await self.ledger.file_row(view.upload_id)
                 if row is not None:
                     self._spawn(self._produce(row))
 
@@ -90,38 +94,10 @@ class KafkaIngest:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _row(self, upload_id: str) -> UploadRow | None:
-        async with self.ledger.db.execute(
-            "SELECT account, filename, dialect, path, trigger, received_at FROM uploads "
-            "WHERE upload_id = ?",
-            (upload_id,),
-        ) as cursor:
-            r = await cursor.fetchone()
-        if r is None:
-            return None
-        from datetime import datetime
-
-        from streams.core.records import Dialect
-
-        return UploadRow(
-            upload_id,
-            r[0],
-            r[1],
-            SourceKind.FILE,
-            Dialect(r[2]) if r[2] else None,
-            r[3],
-            None if r[4] is None else bool(r[4]),
-            datetime.fromisoformat(r[5]),
-        )
-
     async def _produce(self, row: UploadRow) -> None:
         try:
-            announcement = await produce_upload(self._producer, row)
-            async with self.ledger.transaction() as db:
-                await db.execute(
-                    "UPDATE uploads SET status = 'processing', counts = ? WHERE upload_id = ?",
-                    (orjson.dumps({"records": announcement["total"]}).decode(), row.upload_id),
-                )
+            announcement = await produce_upload(self._producer, row, self.read(row))
+            await self.ledger.mark_processing(row.upload_id, announcement["total"])
         except Exception:
             log.exception(
                 "producing upload %s failed; it is produced again on restart", row.upload_id
@@ -159,7 +135,7 @@ class KafkaIngest:
 
     async def submit_file(self, upload: FileUpload) -> Receipt:
         if await self._claimed_elsewhere(upload):
-            return Receipt(None, duplicate_filename(upload))
+            return Receipt(None, duplicate_filename(upload.account, upload.filename))
         upload_id = str(uuid.uuid4())
         receipt = await self.ledger.register_file(upload, upload_id)
         if receipt.upload_id is None:
@@ -211,25 +187,16 @@ class KafkaIngest:
         upload_id = records[0].source.upload_id if records else str(uuid.uuid4())
         received_at = records[0].received_at if records else None
         dialect = records[0].source.dialect.value if records else None
-        async with self.ledger.transaction() as db:
-            await self.ledger.insert_upload(
-                db,
-                upload_id,
-                account,
-                name,
-                kind,
-                dialect,
-                None,
-                True,
-                to_iso(received_at) if received_at else "",
-            )
+        await self.ledger.register_records(
+            upload_id, account, name, kind, dialect, to_iso(received_at) if received_at else ""
+        )
         key = account.encode()
         try:
             partitions = await T.raw_partitions(self._producer)
             sends = [
                 await self._producer.send(
                     T.RAW,
-                    T.encode_raw(raw),
+                    encode_raw(raw),
                     key=key,
                     partition=arrival_partition(raw, partitions),
                 )
@@ -307,32 +274,3 @@ class KafkaIngest:
         # Rejected rows are on tidegate.events.deadletter (with the original line); the
         # connector's ledger does not collect them yet, so there is no feedback file here.
         return None
-
-
-class ServeConnectors(Protocol):
-    """tidegate.serve.serve_connectors, passed in (serve imports this module)."""
-
-    def __call__(
-        self,
-        args: argparse.Namespace,
-        accounts: Accounts,
-        ingest: Any,
-        stop_ingest: Callable[[], Awaitable[None]],
-        *,
-        created: tuple[Account, Credentials] | None = ...,
-        runtime_name: str = ...,
-    ) -> Awaitable[int]: ...
-
-
-async def run_connectors_on_kafka(
-    args: argparse.Namespace,
-    accounts: Accounts,
-    serve_connectors: ServeConnectors,
-    created: tuple[Account, Credentials] | None = None,
-) -> int:
-    """Serves the connectors (with `serve_connectors`, tidegate.serve's) on the Kafka runtime."""
-    ingest = KafkaIngest(T.bootstrap_of(args.broker), args.data)
-    await ingest.start()
-    return await serve_connectors(
-        args, accounts, ingest, ingest.stop, created=created, runtime_name="Kafka"
-    )

@@ -12,7 +12,7 @@ from streams.core.errors import ErrorCode, Rejection, Stage
 from streams.core.records import Dialect, RawRecord, RecordKind, Source, SourceKind
 from streams.core.stages import LinkRequest
 from streams.kafka import topics as T
-from streams.kafka.hops import (
+from streams.kafka.wire import (
     Hop,
     HopError,
     HopStage,
