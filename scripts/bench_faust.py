@@ -45,6 +45,7 @@ sys.path.insert(0, str(REPO))
 from streams.kafka import topics as T  # noqa: E402
 from streams.kafka.outputs import outcome_records  # noqa: E402
 from streams.kafka.routing import arrival_partition  # noqa: E402
+from streams.kafka.topics import Topics  # noqa: E402
 from streams.kafka.wire import decode_raw  # noqa: E402
 
 PARTITIONS = 8
@@ -87,8 +88,8 @@ async def produce(bootstrap: str, topic: str, docs: list[bytes], rate: float = 0
             account = orjson.loads(doc)["account"]
             # as the connectors do: a user's records arrive on its stage-2 key's partition
             partition = (
-                arrival_partition(decode_raw(doc, topic=T.RAW), PARTITIONS)
-                if topic == T.RAW
+                arrival_partition(decode_raw(doc, topic=topic), PARTITIONS)
+                if topic.endswith(".events.raw")  # Tidegate's raw topic, not the passthrough's
                 else None
             )
             sent_at.append(time.time())
@@ -302,8 +303,8 @@ def run_tidegate(
 ) -> tuple[float, float, list[float]]:
     """Events/s (and the producer's own rate) and latencies of `workers` `tidegate
     worker`s, on the topics of `prefix` (created here)."""
-    T.use_prefix(prefix)
-    asyncio.run(T.ensure_topics(args.bootstrap, PARTITIONS, prefix.replace(".", "-")))
+    topics = Topics.of(prefix)
+    asyncio.run(T.ensure_topics(args.bootstrap, topics, PARTITIONS, prefix.replace(".", "-")))
     env = {
         **os.environ,
         "TIDEGATE_TOPIC_PREFIX": prefix,
@@ -335,15 +336,22 @@ def run_tidegate(
         # the workers consume while the records are produced: timed from the start of the
         # produce to the last outcome (end to end; bounded by the producer's rate too)
         t0 = time.monotonic()
-        asyncio.run(produce(args.bootstrap, T.RAW, docs))
+        asyncio.run(produce(args.bootstrap, topics.raw, docs))
         produce_eps = len(docs) / (time.monotonic() - t0)
-        got = asyncio.run(count_until(args.bootstrap, T.OUTCOMES, len(docs)))
+        got = asyncio.run(count_until(args.bootstrap, topics.outcomes, len(docs)))
         eps = len(got) / (time.monotonic() - t0)
         lats: list[float] = []
         if with_latency:
             lat_docs = [raw_doc(10_000_000 + i, "lat", now) for i in range(latency_count(args))]
             lats = asyncio.run(
-                latency(args.bootstrap, T.RAW, T.TRIGGERS, lat_docs, args.rate, tidegate_event_id)
+                latency(
+                    args.bootstrap,
+                    topics.raw,
+                    topics.triggers,
+                    lat_docs,
+                    args.rate,
+                    tidegate_event_id,
+                )
             )
         return eps, produce_eps, lats
     finally:

@@ -8,8 +8,8 @@ import os
 import sys
 import uuid
 from datetime import UTC, datetime
-from pathlib import Path
 
+from streams.core.config_values import SettingError
 from streams.core.records import Dialect, SourceKind
 from streams.core.timeparse import from_iso
 from streams.core.upload import UploadRow, duplicate_filename
@@ -24,20 +24,38 @@ from streams.kafka.producer import (
     view_of,
     wait_statuses,
 )
+from streams.kafka.settings import KafkaSettings
 from tidegate.account_settings import load_settings
+
+# The flags of the Kafka commands and the variables they stand for: a flag given wins over
+# the environment (`{**os.environ, **flags}`), as everywhere on the command line.
+FLAGS = (
+    ("broker", "TIDEGATE_BROKER"),
+    ("partitions", "TIDEGATE_PARTITIONS"),
+    ("state_dir", "TIDEGATE_STATE"),
+)
+
+
+def kafka_settings(args: argparse.Namespace) -> KafkaSettings:
+    """The Kafka runtime's settings of this command: its flags over the environment. A bad
+    value raises `SettingError` (`tidegate` exits 2 with its one line)."""
+    flags = {
+        name: str(value)
+        for attribute, name in FLAGS
+        if (value := getattr(args, attribute, None)) is not None
+    }
+    return KafkaSettings.from_values({**os.environ, **flags})
 
 
 def config_from_args(args: argparse.Namespace) -> WorkerConfig:
-    state_dir = Path(args.state_dir)
+    kafka = kafka_settings(args)
     now_text = getattr(args, "now", None) or os.environ.get("TIDEGATE_NOW")
     now = from_iso(now_text) if isinstance(now_text, str) and now_text else None
     if now_text and now is None:
-        raise SystemExit(f"TIDEGATE_NOW wants an ISO-8601 time, not {now_text!r}")
+        raise SettingError("TIDEGATE_NOW", now_text, "not an ISO-8601 time")
     return WorkerConfig(
-        broker=args.broker,
-        partitions=int(args.partitions),
-        state_dir=state_dir,
-        settings=load_settings(args.config, state_dir),
+        kafka=kafka,
+        settings=load_settings(args.config, kafka.state_dir),
         now=now,
     )
 
@@ -46,8 +64,10 @@ async def _import(args: argparse.Namespace) -> int:
     from connectors.files.reader import read_upload
     from tidegate.reports import print_json, print_refusal, print_summary, report_of
 
-    bootstrap = T.bootstrap_of(args.broker)
-    await T.ensure_topics(bootstrap, int(getattr(args, "partitions", 0) or T.DEFAULT_PARTITIONS))
+    kafka = kafka_settings(args)
+    topics = kafka.topics
+    bootstrap = T.bootstrap_of(kafka.broker)
+    await T.ensure_topics(bootstrap, topics, kafka.partitions)
     path = args.path.resolve()
     row = UploadRow(
         upload_id=str(uuid.uuid4()),
@@ -62,10 +82,10 @@ async def _import(args: argparse.Namespace) -> int:
     producer = new_producer(bootstrap)
     await producer.start()
     try:
-        claim = await claim_name(producer, bootstrap, row)
+        claim = await claim_name(producer, bootstrap, topics, row)
         if claim["upload_id"] != row.upload_id:
-            count = len(await producer.partitions_for(T.STATUS))
-            if await final_status_of(bootstrap, claim["upload_id"], count) is not None:
+            count = len(await producer.partitions_for(topics.status))
+            if await final_status_of(bootstrap, topics, claim["upload_id"], count) is not None:
                 refused = duplicate_filename(row.account, row.filename)
                 print_refusal(refused, path.name, as_json=args.json)
                 return 2
@@ -78,23 +98,25 @@ async def _import(args: argparse.Namespace) -> int:
                     file=sys.stderr,
                     flush=True,
                 )
-        announcement = await produce_upload(producer, row, read_upload(row))
+        announcement = await produce_upload(producer, topics, row, read_upload(row))
     finally:
         await producer.stop()
     if not args.json:
         print(
-            f"produced {announcement['total']} records to {T.RAW}; waiting for the workers",
+            f"produced {announcement['total']} records to {topics.raw}; waiting for the workers",
             file=sys.stderr,
             flush=True,
         )
-    statuses = await wait_statuses(bootstrap, [row.upload_id])
+    statuses = await wait_statuses(bootstrap, topics, [row.upload_id])
     view = view_of(statuses[row.upload_id])
     report = report_of(view)
     if args.json:
         print_json(report)
     else:
         print_summary({**report, "errors": []}, path.name)
-        print(f"  outputs: {T.ACCEPTED}, {T.TRIGGERS}, {T.DEADLETTER} at {args.broker}")
+        print(
+            f"  outputs: {topics.accepted}, {topics.triggers}, {topics.deadletter} at {args.broker}"
+        )
     if view.status == "fail" and view.fatal:
         return 2
     return 0 if view.status == "success" else 1

@@ -32,7 +32,7 @@ from connectors.watch import start_watch_folder
 from streams.core.csvmap import CsvMapping
 from streams.core.settings import AccountSettings, SettingsRegistry
 from streams.embedded.runtime import EmbeddedRuntime
-from streams.kafka import topics as T
+from streams.kafka.topics import Topics
 from tidegate.account_settings import accounts_path, mappings_of, settings_of
 from tidegate.first_file import first_file_lines
 from tidegate.local_api import serve_local
@@ -70,10 +70,15 @@ async def run(args: argparse.Namespace) -> int:
         from connectors.files.reader import read_upload
         from streams.embedded.ledger import Ledger
         from streams.kafka.ingest import KafkaIngest
+        from streams.kafka.topics import bootstrap_of
+        from tidegate.kafka_cli import kafka_settings
 
+        kafka = kafka_settings(args)
         # names, history and statuses in a ledger beside the connectors; the workers decide
         ledger = Ledger(data / "connectors.db")
-        ingest = KafkaIngest(T.bootstrap_of(args.broker), ledger, read_upload)
+        ingest = KafkaIngest(
+            bootstrap_of(kafka.broker), kafka.topics, ledger, read_upload, kafka.partitions
+        )
         await ingest.start()
         # the demo account's credentials are shown once, whichever runtime decides
         return await serve_connectors(
@@ -181,6 +186,7 @@ async def serve_connectors(
             created,
             runtime_name,
             ftp_line=_ftp_welcome(args.host, ftp_port, ftp_settings) if ftp_port else None,
+            topics=getattr(ingest, "topics", None),
         )
         for source in s3.sources.values():
             print(f"  S3 import        {source.account}: s3://{source.bucket}/{source.prefix}")
@@ -254,6 +260,7 @@ def _print_welcome(
     runtime_name: str,
     *,
     ftp_line: str | None = None,
+    topics: Topics | None = None,
 ) -> None:
     host = args.host
     where = (
@@ -266,8 +273,9 @@ def _print_welcome(
         f"  data directory   {data.resolve()}",
         f"  accounts file    {config.resolve()}",
         f"  outputs          {(data / 'out').resolve()}/{{accepted,triggers,deadletter,conflicts}}.jsonl"
-        if runtime_name == "embedded"
-        else f"  outputs          topics {T.ACCEPTED}, {T.TRIGGERS}, {T.DEADLETTER}, {T.CONFLICTS}",
+        if topics is None
+        else f"  outputs          topics {topics.accepted}, {topics.triggers}, {topics.deadletter},"
+        f" {topics.conflicts}",
         f"  SFTP drop        sftp -P {sftp_port} <username>@{host}   (put files into events/)",
         *([ftp_line] if ftp_line is not None else []),
         f"  watched folder   {(data / 'watch').resolve()}/<account>/events/",

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 import traceback
 from collections.abc import Awaitable, Callable, Mapping
@@ -42,24 +41,14 @@ from streams.kafka.outputs import (
     outputs_of,
 )
 from streams.kafka.routing import first_hop
-from streams.kafka.transactions import (
-    DEBUG,
-    PRODUCER_BATCH_BYTES,
-    PRODUCER_LINGER_MS,
-    ExactlyOnce,
-    fatal,
-    send_all,
-)
+from streams.kafka.settings import KafkaSettings
+from streams.kafka.transactions import ExactlyOnce, fatal, send_all
 from streams.kafka.upload_status import apply_upload_message
 from streams.kafka.wire import Hop, HopError, decode_hops, decode_raw
 
 log = logging.getLogger("tidegate.agents")
-# One line every TIDEGATE_STATS_SECONDS (0: none): messages processed, commit durations.
+# One line every `KafkaSettings.stats_seconds` (0: none): messages processed, commit durations.
 stats_log = logging.getLogger("tidegate.stats")
-STATS_SECONDS = float(os.environ.get("TIDEGATE_STATS_SECONDS", "60"))
-# at most this many records of the decide agent are worked on together (fewer when the
-# stream has no more queued); an outcomes message lists at most this many records
-DECIDE_BATCH = int(os.environ.get("TIDEGATE_BATCH", "1000"))
 STATUS_BATCH = 256
 
 Clock = Callable[[], datetime]
@@ -93,13 +82,19 @@ def register(
     tables: Mapping[str, Any],
     settings_for: SettingsFor,
     clock: Clock,
+    kafka: KafkaSettings,
 ) -> dict[str, Any]:
     """Defines the agents on `app`; `tables` holds every Faust table (state + uploads)."""
-    raw_topic = app.topic(T.RAW, schema=bytes_schema())
-    by_key_topic = app.topic(T.BY_KEY, schema=bytes_schema())
-    outcomes_topic = app.topic(T.OUTCOMES, schema=bytes_schema())
-    announce_topic = app.topic(T.ANNOUNCE, schema=bytes_schema())
-    sources = frozenset({T.RAW, T.BY_KEY, T.OUTCOMES, T.ANNOUNCE})
+    topics = kafka.topics
+    debug = kafka.debug_eos
+    # at most this many records of the decide agent are worked on together (fewer when the
+    # stream has no more queued); an outcomes message lists at most this many records
+    decide_batch = kafka.batch
+    raw_topic = app.topic(topics.raw, schema=bytes_schema())
+    by_key_topic = app.topic(topics.by_key, schema=bytes_schema())
+    outcomes_topic = app.topic(topics.outcomes, schema=bytes_schema())
+    announce_topic = app.topic(topics.announce, schema=bytes_schema())
+    sources = frozenset({topics.raw, topics.by_key, topics.outcomes, topics.announce})
     partitions = int(app.conf.topic_partitions)
     store = FaustStore(tables)
     # stage 1's memory of each partition, forgotten at a rebalance (a record away at its
@@ -107,7 +102,7 @@ def register(
     memories: dict[int, tuple[int, routing.ArrivalMemory]] = {}
     last_expired: dict[int, float] = {}
     guard = asyncio.Lock()
-    eos = ExactlyOnce(app, store, guard, sources)
+    eos = ExactlyOnce(app, store, guard, sources, kafka)
     plain: list[Any] = []  # the producer of at_least_once mode
 
     async def plain_producer() -> Any:
@@ -118,8 +113,8 @@ def register(
                 bootstrap_servers=T.bootstrap_of(str(app.conf.broker[0])),
                 acks="all",
                 enable_idempotence=True,
-                linger_ms=PRODUCER_LINGER_MS,
-                max_batch_size=PRODUCER_BATCH_BYTES,
+                linger_ms=kafka.producer_linger_ms,
+                max_batch_size=kafka.producer_batch_bytes,
             )
             await producer.start()
             plain.append(producer)
@@ -189,7 +184,7 @@ def register(
                         event.ack()
                         continue
                     if admission is Admission.LEAVE:
-                        if DEBUG:
+                        if debug:
                             log.warning("held %s: %s after %s", tp, message.offset, done)
                         continue
                     eos.done[tp] = message.offset
@@ -225,10 +220,10 @@ def register(
                 batch, taken = taken, []
                 await run_batch(batch, work)
 
-    if STATS_SECONDS > 0:
+    if kafka.stats_seconds > 0:
         reported = time.monotonic()
 
-        @app.timer(STATS_SECONDS)  # type: ignore[untyped-decorator]
+        @app.timer(kafka.stats_seconds)  # type: ignore[untyped-decorator]
         async def report_stats() -> None:
             nonlocal reported
             now = time.monotonic()
@@ -243,11 +238,11 @@ def register(
     # run_batch's alone.
     @app.agent(raw_topic, concurrency=1, name="tidegate.decide")  # type: ignore[untyped-decorator]
     async def decide_agent(stream: Any) -> None:
-        await run_stream(stream, _raw_batch, DECIDE_BATCH)
+        await run_stream(stream, _raw_batch, decide_batch)
 
     @app.agent(by_key_topic, concurrency=1, name="tidegate.keyed")  # type: ignore[untyped-decorator]
     async def keyed_agent(stream: Any) -> None:
-        await run_stream(stream, _keyed_batch, DECIDE_BATCH)
+        await run_stream(stream, _keyed_batch, decide_batch)
 
     def advance(
         hop: Hop,
@@ -267,7 +262,7 @@ def register(
         for outcome in done.outcomes:
             outputs_of(outcome, tally, outs)
         for conflict, upload_id in done.conflicts:
-            outs.append(conflict_output(conflict, upload_id))
+            outs.append(conflict_output(conflict, upload_id, topics))
         for target, forward in done.forwards:
             forwards.setdefault(target, []).append(forward)
         for failed, error in done.failures:
@@ -296,7 +291,7 @@ def register(
         the state written by the ones before it), then sends the outputs, one hop message
         per destination partition and one outcomes message per upload together."""
         store.partition = partition
-        tally = Tally()
+        tally = Tally(topics)
         outs: list[Out] = []
         forwards: dict[int, list[Hop]] = {}
         for event in events:
@@ -306,7 +301,7 @@ def register(
                 now = clock()  # one processing time per record
                 raw = decode_raw(
                     data,
-                    topic=T.RAW,
+                    topic=topics.raw,
                     partition=partition,
                     offset=event.message.offset,
                     default_time=now,
@@ -319,7 +314,7 @@ def register(
                 except Exception:  # pragma: no cover - last resort
                     log.exception("could not even dead-letter a record")
         expire_due(partition, clock())
-        outs.extend(hop_messages(forwards))
+        outs.extend(hop_messages(forwards, topics))
         outs.extend(tally.messages(partitions))
         await publish(outs, partition)
 
@@ -327,7 +322,7 @@ def register(
         """The hop messages of one partition of `events.by_key`, in offset order, and the
         hops of each message in their order."""
         store.partition = partition
-        tally = Tally()
+        tally = Tally(topics)
         outs: list[Out] = []
         forwards: dict[int, list[Hop]] = {}
         for event in events:
@@ -337,7 +332,7 @@ def register(
                     log.error("bad hop at %s: %s", event.message.offset, hop)
                     outs.append(
                         Out(
-                            T.DEADLETTER,
+                            topics.deadletter,
                             b"",
                             orjson.dumps(
                                 {"code": PROCESSING_ERROR, "stage": "runtime", "message": str(hop)}
@@ -349,7 +344,7 @@ def register(
                     continue
                 advance(hop, partition, now, tally, outs, forwards)
         expire_due(partition, clock())
-        outs.extend(hop_messages(forwards))
+        outs.extend(hop_messages(forwards, topics))
         outs.extend(tally.messages(partitions))
         await publish(outs, partition)
 
@@ -369,7 +364,13 @@ def register(
             # to the upload's partition of the outcomes topic, like its outcomes
             target = T.partition_of(upload_id.decode(), partitions)
             outs.append(
-                Out(T.OUTCOMES, upload_id, orjson.dumps({**doc, "type": "announce"}), [], target)
+                Out(
+                    topics.outcomes,
+                    upload_id,
+                    orjson.dumps({**doc, "type": "announce"}),
+                    [],
+                    target,
+                )
             )
         await publish(outs, partition)
 
@@ -383,7 +384,9 @@ def register(
         for event in events:
             final = _status_one(partition, event)
             if final is not None:
-                outs.append(Out(T.STATUS, str(final["upload_id"]).encode(), orjson.dumps(final)))
+                outs.append(
+                    Out(topics.status, str(final["upload_id"]).encode(), orjson.dumps(final))
+                )
         await publish(outs, partition)
 
     def _status_one(partition: int, event: Any) -> dict[str, Any] | None:
@@ -393,7 +396,7 @@ def register(
             if not upload_id:
                 return None
             previous = store.get(UPLOADS_TABLE, upload_id)
-            if DEBUG and (message.get("type") == "announce" or previous is None):
+            if debug and (message.get("type") == "announce" or previous is None):
                 log.warning(
                     "status %s %s p%s@%s prev=%s",
                     message.get("type"),

@@ -2,31 +2,23 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from streams.core.settings import AccountSettings, SettingsRegistry
 from streams.kafka import faust_patches
-from streams.kafka import topics as T
 from streams.kafka.agents import register
 from streams.kafka.faust_store import STATE_TABLES, UPLOADS_TABLE
+from streams.kafka.settings import KafkaSettings
 
 
 @dataclass(slots=True)
 class WorkerConfig:
-    broker: str = "kafka://127.0.0.1:9092"
-    partitions: int = T.DEFAULT_PARTITIONS
-    state_dir: Path = Path("data/faust")
+    kafka: KafkaSettings = field(default_factory=KafkaSettings)
     settings: Callable[[str], AccountSettings] = field(default_factory=SettingsRegistry)
     now: datetime | None = None  # a fixed processing clock, for tests only
-    app_id: str = T.APP_ID
-    processing_guarantee: str = field(
-        default_factory=lambda: os.environ.get("TIDEGATE_GUARANTEE", "exactly_once")
-    )
     web_port: int | None = None
 
 
@@ -34,7 +26,8 @@ def create_app(config: WorkerConfig) -> Any:
     """A Faust app with the decide, announce and status agents and their tables."""
     import faust
 
-    if config.processing_guarantee == "exactly_once":
+    kafka = config.kafka
+    if kafka.exactly_once:
         faust_patches.use_end_offsets_for_highwaters()
     faust_patches.deliver_each_fetch_in_one_task()
 
@@ -44,13 +37,13 @@ def create_app(config: WorkerConfig) -> Any:
         return fixed if fixed is not None else datetime.now(UTC)
 
     app = faust.App(
-        config.app_id,
-        broker=config.broker,
+        kafka.app_id,
+        broker=kafka.broker,
         store="rocksdb://",
-        datadir=str(config.state_dir),
-        topic_partitions=config.partitions,
+        datadir=str(kafka.state_dir),
+        topic_partitions=kafka.partitions,
         topic_replication_factor=1,
-        processing_guarantee=config.processing_guarantee,
+        processing_guarantee=kafka.guarantee,
         key_serializer="raw",
         value_serializer="raw",
         web_enabled=config.web_port is not None,
@@ -59,19 +52,19 @@ def create_app(config: WorkerConfig) -> Any:
         producer_linger_ms=5,
         # Commits end the partitions' transactions: outputs become visible to
         # read_committed consumers at a commit, so the interval bounds the latency.
-        broker_commit_every=int(os.environ.get("TIDEGATE_COMMIT_EVERY", "20000")),
-        broker_commit_interval=float(os.environ.get("TIDEGATE_COMMIT_INTERVAL", "0.1")),
+        broker_commit_every=kafka.commit_every,
+        broker_commit_interval=kafka.commit_interval,
         # a killed worker's partitions move after this long
-        broker_session_timeout=float(os.environ.get("TIDEGATE_SESSION_TIMEOUT", "10")),
+        broker_session_timeout=kafka.session_timeout,
         broker_heartbeat_interval=1.0,
-        stream_buffer_maxsize=int(os.environ.get("TIDEGATE_STREAM_BUFFER", "16384")),
+        stream_buffer_maxsize=kafka.stream_buffer,
         stream_wait_empty=False,
         table_cleanup_interval=3600.0,
         # Standby replicas make every worker read the other workers' changelogs all the
         # time (~8 % of a worker's CPU, more in its consumer thread) to take a partition
         # over faster after a crash; without them the new owner recovers the partition from
         # its compacted changelog (under exactly_once a worker's start does that anyway).
-        table_standby_replicas=int(os.environ.get("TIDEGATE_STANDBY_REPLICAS", "0")),
+        table_standby_replicas=kafka.standby_replicas,
         consumer_auto_offset_reset="earliest",
         topic_allow_declare=True,
     )
@@ -79,7 +72,7 @@ def create_app(config: WorkerConfig) -> Any:
         name: app.Table(
             name,
             default=None,
-            partitions=config.partitions,
+            partitions=kafka.partitions,
             key_type=bytes,
             value_type=bytes,
             help=f"core state table {name}" if name != UPLOADS_TABLE else "per-upload counts",
@@ -87,5 +80,5 @@ def create_app(config: WorkerConfig) -> Any:
         for name in (*STATE_TABLES, UPLOADS_TABLE)
     }
     app.tidegate_tables = tables  # type: ignore[attr-defined]
-    app.tidegate_agents = register(app, tables, config.settings, clock)  # type: ignore[attr-defined]
+    app.tidegate_agents = register(app, tables, config.settings, clock, kafka)  # type: ignore[attr-defined]
     return app

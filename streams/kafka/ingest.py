@@ -35,6 +35,7 @@ from streams.core.upload import FileReader, UploadRow, duplicate_filename
 from streams.kafka import topics as T
 from streams.kafka.producer import find_claim, new_producer, produce_upload, write_claim
 from streams.kafka.routing import arrival_partition
+from streams.kafka.topics import Topics
 from streams.kafka.wire import encode_raw
 
 log = logging.getLogger("tidegate.kafka")
@@ -47,11 +48,13 @@ class KafkaIngest:
     def __init__(
         self,
         bootstrap: str,
+        topics: Topics,
         ledger: UploadLedger,
         read: FileReader,
         partitions: int = T.DEFAULT_PARTITIONS,
     ) -> None:
         self.bootstrap = bootstrap
+        self.topics = topics
         self.partitions = partitions
         self.ledger = ledger
         self.read = read
@@ -61,7 +64,7 @@ class KafkaIngest:
         self._status_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        await T.ensure_topics(self.bootstrap, self.partitions)
+        await T.ensure_topics(self.bootstrap, self.topics, self.partitions)
         await self.ledger.open()
         self._producer = new_producer(self.bootstrap)
         await self._producer.start()
@@ -96,7 +99,7 @@ class KafkaIngest:
 
     async def _produce(self, row: UploadRow) -> None:
         try:
-            announcement = await produce_upload(self._producer, row, self.read(row))
+            announcement = await produce_upload(self._producer, self.topics, row, self.read(row))
             await self.ledger.mark_processing(row.upload_id, announcement["total"])
         except Exception:
             log.exception(
@@ -107,7 +110,7 @@ class KafkaIngest:
         from aiokafka import AIOKafkaConsumer
 
         consumer = AIOKafkaConsumer(
-            T.STATUS,
+            self.topics.status,
             bootstrap_servers=self.bootstrap,
             enable_auto_commit=False,
             isolation_level="read_committed",
@@ -153,9 +156,11 @@ class KafkaIngest:
         # the cluster's record of the name, which `tidegate import --broker` checks (this
         # connector refuses names by its own ledger, so the claim is best effort)
         try:
-            await asyncio.wait_for(write_claim(self._producer, row), CLAIM_TIMEOUT)
+            await asyncio.wait_for(write_claim(self._producer, self.topics, row), CLAIM_TIMEOUT)
         except Exception:
-            log.warning("could not record the name of upload %s on %s", upload_id, T.NAMES)
+            log.warning(
+                "could not record the name of upload %s on %s", upload_id, self.topics.names
+            )
         self._spawn(self._produce(row))
         return receipt
 
@@ -164,13 +169,15 @@ class KafkaIngest:
         this connector did not make (`tidegate import --broker`, or another connector
         process). Best effort like the claim itself: unreadable means no."""
         try:
-            partitions = len(await self._producer.partitions_for(T.NAMES))
+            partitions = len(await self._producer.partitions_for(self.topics.names))
             claim = await asyncio.wait_for(
-                find_claim(self.bootstrap, upload.account, upload.filename, partitions),
+                find_claim(
+                    self.bootstrap, self.topics, upload.account, upload.filename, partitions
+                ),
                 CLAIM_TIMEOUT,
             )
         except Exception:
-            log.warning("could not read the names on %s; only the ledger checks", T.NAMES)
+            log.warning("could not read the names on %s; only the ledger checks", self.topics.names)
             return False
         # A claim of one of ours is left to the ledger, whose refusal a recovered staging
         # claim reads as "it was ours" (connectors/staging.py).
@@ -192,10 +199,10 @@ class KafkaIngest:
         )
         key = account.encode()
         try:
-            partitions = await T.raw_partitions(self._producer)
+            partitions = await T.raw_partitions(self._producer, self.topics)
             sends = [
                 await self._producer.send(
-                    T.RAW,
+                    self.topics.raw,
                     encode_raw(raw),
                     key=key,
                     partition=arrival_partition(raw, partitions),
@@ -217,7 +224,9 @@ class KafkaIngest:
                 "failed_members": 0,
                 "fatal": None,
             }
-            await self._producer.send_and_wait(T.ANNOUNCE, orjson.dumps(announcement), key=key)
+            await self._producer.send_and_wait(
+                self.topics.announce, orjson.dumps(announcement), key=key
+            )
         except Exception as error:  # the broker is unreachable or refused: the client retries
             raise IngestUnavailable(f"Kafka did not acknowledge the records: {error}", 5) from error
         return Receipt(upload_id)

@@ -15,8 +15,8 @@ from streams.core.identity import IdentityConflict
 from streams.core.outputs import DUMPS_OPTIONS, deadletter, raw_text
 from streams.core.records import Outcome, OutcomeKind, RawRecord, make_event_id
 from streams.core.status import UploadCounts, counts_dict
-from streams.kafka import topics as T
 from streams.kafka.routing import account_of, event_id_of, owns_outcome
+from streams.kafka.topics import Topics, partition_of
 from streams.kafka.wire import Hop, encode_hops
 
 PROCESSING_ERROR = "processing_error"  # a runtime failure, never a rule: see OPERATING_KAFKA.md
@@ -40,9 +40,10 @@ class Tally:
     `[event_id, outcome, code, triggered, profile_id]` (the ledger: exactly one entry per
     record, in the same transaction as the record's outputs and input offset)."""
 
-    __slots__ = ("uploads",)
+    __slots__ = ("topics", "uploads")
 
-    def __init__(self) -> None:
+    def __init__(self, topics: Topics) -> None:
+        self.topics = topics  # where the batch's messages go (its outputs' topics too)
         self.uploads: dict[str, tuple[str, UploadCounts, list[list[Any]]]] = {}
 
     def add(
@@ -69,7 +70,7 @@ class Tally:
         its status is kept), whichever partition decided the records."""
         out = [
             Out(
-                T.OUTCOMES,
+                self.topics.outcomes,
                 upload_id.encode(),
                 orjson.dumps(
                     {
@@ -81,7 +82,7 @@ class Tally:
                     }
                 ),
                 [],
-                T.partition_of(upload_id, partitions),
+                partition_of(upload_id, partitions),
             )
             for upload_id, (account, counts, records) in self.uploads.items()
         ]
@@ -114,10 +115,11 @@ def outcome_records(message: Mapping[str, Any]) -> list[dict[str, Any]]:
 class _OutSink:
     """The Kafka producer's side of `route_outcome`: messages appended to a batch's list."""
 
-    __slots__ = ("out",)
+    __slots__ = ("out", "topics")
 
-    def __init__(self, out: list[Out]) -> None:
+    def __init__(self, out: list[Out], topics: Topics) -> None:
         self.out = out
+        self.topics = topics
 
     def emit(self, output: Output, line: bytes, outcome: Outcome) -> None:
         source = outcome.source
@@ -129,20 +131,20 @@ class _OutSink:
         ]
         if output is Output.DEADLETTER:
             headers.append(("code", str(outcome.code or "").encode()))
-            self.out.append(Out(T.DEADLETTER, account.encode(), line, headers))
+            self.out.append(Out(self.topics.deadletter, account.encode(), line, headers))
             return
         event = outcome.event
         profile_id = event.profile_id if event else None
         headers.append(("profile_id", (profile_id or "").encode()))
         key = f"{account}\x1f{profile_id}".encode()
-        topic = T.ACCEPTED if output is Output.ACCEPTED else T.TRIGGERS
+        topic = self.topics.accepted if output is Output.ACCEPTED else self.topics.triggers
         self.out.append(Out(topic, key, line, headers))
 
 
 def outputs_of(outcome: Outcome, tally: Tally, out: list[Out]) -> None:
     """Appends the messages one decided record publishes (`route_outcome`) to `out` and its
     outcome to `tally`."""
-    route_outcome(outcome, _OutSink(out))
+    route_outcome(outcome, _OutSink(out, tally.topics))
     source = outcome.source
     event = outcome.event
     tally.add(
@@ -156,7 +158,7 @@ def outputs_of(outcome: Outcome, tally: Tally, out: list[Out]) -> None:
     )
 
 
-def conflict_output(conflict: IdentityConflict, upload_id: str) -> Out:
+def conflict_output(conflict: IdentityConflict, upload_id: str, topics: Topics) -> Out:
     """The identity-conflicts record of a link that was refused (first link wins)."""
     headers = [
         ("event_id", conflict.event_id.encode()),
@@ -164,14 +166,14 @@ def conflict_output(conflict: IdentityConflict, upload_id: str) -> Out:
         ("upload_id", upload_id.encode()),
     ]
     body = orjson.dumps(conflict, option=DUMPS_OPTIONS)
-    return Out(T.CONFLICTS, conflict.account.encode(), body, headers)
+    return Out(topics.conflicts, conflict.account.encode(), body, headers)
 
 
-def hop_messages(forwards: Mapping[int, list[Hop]]) -> list[Out]:
+def hop_messages(forwards: Mapping[int, list[Hop]], topics: Topics) -> list[Out]:
     """One `events.by_key` message per destination partition, carrying the batch's hops
     for that partition in the order they were made (docs/decisions/batched-hops.md)."""
     return [
-        Out(T.BY_KEY, str(target).encode(), encode_hops(hops), [], target)
+        Out(topics.by_key, str(target).encode(), encode_hops(hops), [], target)
         for target, hops in forwards.items()
         if hops
     ]
@@ -207,7 +209,7 @@ def failure_outputs(
     hdrs = [("code", PROCESSING_ERROR.encode() if raw else b"invalid_payload")]
     if raw is not None:
         tally.add(upload_id, event_id, account, OutcomeKind.REJECTED, PROCESSING_ERROR, False, None)
-    return [Out(T.DEADLETTER, account.encode(), body, hdrs)]
+    return [Out(tally.topics.deadletter, account.encode(), body, hdrs)]
 
 
 def hop_failure_outputs(hop: Hop, error: BaseException, tally: Tally) -> list[Out]:
@@ -234,4 +236,5 @@ def hop_failure_outputs(hop: Hop, error: BaseException, tally: Tally) -> list[Ou
     )
     if owns_outcome(hop):
         tally.add(upload_id, event_id, account, OutcomeKind.REJECTED, PROCESSING_ERROR, False, None)
-    return [Out(T.DEADLETTER, account.encode(), body, [("code", PROCESSING_ERROR.encode())])]
+    code = [("code", PROCESSING_ERROR.encode())]
+    return [Out(tally.topics.deadletter, account.encode(), body, code)]

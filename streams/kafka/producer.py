@@ -39,6 +39,7 @@ from streams.core.upload import (
 )
 from streams.kafka import topics as T
 from streams.kafka.routing import arrival_partition
+from streams.kafka.topics import Topics
 from streams.kafka.wire import encode_raw
 
 FINAL = FINAL_STATUSES
@@ -58,7 +59,9 @@ def new_producer(bootstrap: str) -> Any:
     )
 
 
-async def produce_upload(producer: Any, row: UploadRow, items: Iterable[Item]) -> dict[str, Any]:
+async def produce_upload(
+    producer: Any, topics: Topics, row: UploadRow, items: Iterable[Item]
+) -> dict[str, Any]:
     """Produces every record of `row` (`items`: what the file reader yields for it) and then
     its announcement; returns the announcement."""
     warnings: list[str] = []
@@ -70,7 +73,7 @@ async def produce_upload(producer: Any, row: UploadRow, items: Iterable[Item]) -
     dialect = row.dialect
     pending: list[Any] = []
     key = row.account.encode()
-    partitions = await T.raw_partitions(producer)
+    partitions = await T.raw_partitions(producer, topics)
     try:
         for item in items:
             if isinstance(item, PlanWarning | MemberFailure):
@@ -83,7 +86,7 @@ async def produce_upload(producer: Any, row: UploadRow, items: Iterable[Item]) -
                 dialect, trigger = raw.source.dialect, raw.trigger
             partition = arrival_partition(raw, partitions)
             pending.append(
-                await producer.send(T.RAW, encode_raw(raw), key=key, partition=partition)
+                await producer.send(topics.raw, encode_raw(raw), key=key, partition=partition)
             )
             total += 1
             if len(pending) >= IN_FLIGHT:
@@ -106,7 +109,7 @@ async def produce_upload(producer: Any, row: UploadRow, items: Iterable[Item]) -
         "failed_members": len(failed),
         "fatal": fatal,
     }
-    await producer.send_and_wait(T.ANNOUNCE, orjson.dumps(announcement), key=key)
+    await producer.send_and_wait(topics.announce, orjson.dumps(announcement), key=key)
     return announcement
 
 
@@ -157,13 +160,13 @@ async def read_to_end(
 
 
 async def find_claim(
-    bootstrap: str, account: str, filename: str, partitions: int
+    bootstrap: str, topics: Topics, account: str, filename: str, partitions: int
 ) -> dict[str, Any] | None:
     """The first claim of the account's filename still on the names topic, or None."""
     key = name_key(account, filename)
     wanted = key.encode("utf-8", "surrogatepass")
     for record_key, value in await read_to_end(
-        bootstrap, T.NAMES, [T.partition_of(key, partitions)]
+        bootstrap, topics.names, [T.partition_of(key, partitions)]
     ):
         if record_key == wanted and value:
             claim: dict[str, Any] = orjson.loads(value)
@@ -171,21 +174,23 @@ async def find_claim(
     return None
 
 
-async def claim_name(producer: Any, bootstrap: str, row: UploadRow) -> dict[str, Any]:
+async def claim_name(
+    producer: Any, bootstrap: str, topics: Topics, row: UploadRow
+) -> dict[str, Any]:
     """The claim that holds for `row`'s account and filename: an earlier upload's, or a new
     one for `row`. Of two imports claiming at once, the claim first in the log wins (both
     then import under its upload id)."""
-    partitions = len(await producer.partitions_for(T.NAMES))
-    existing = await find_claim(bootstrap, row.account, row.filename, partitions)
+    partitions = len(await producer.partitions_for(topics.names))
+    existing = await find_claim(bootstrap, topics, row.account, row.filename, partitions)
     if existing is not None:
         return existing
-    claim = await write_claim(producer, row)
-    return await find_claim(bootstrap, row.account, row.filename, partitions) or claim
+    claim = await write_claim(producer, topics, row)
+    return await find_claim(bootstrap, topics, row.account, row.filename, partitions) or claim
 
 
-async def write_claim(producer: Any, row: UploadRow) -> dict[str, Any]:
+async def write_claim(producer: Any, topics: Topics, row: UploadRow) -> dict[str, Any]:
     """Records on the names topic that `row`'s upload uses its account's filename."""
-    partitions = len(await producer.partitions_for(T.NAMES))
+    partitions = len(await producer.partitions_for(topics.names))
     key = name_key(row.account, row.filename)
     claim = {
         "upload_id": row.upload_id,
@@ -196,7 +201,7 @@ async def write_claim(producer: Any, row: UploadRow) -> dict[str, Any]:
         "received_at": to_iso(row.received_at),
     }
     await producer.send_and_wait(
-        T.NAMES,
+        topics.names,
         orjson.dumps(claim),
         key=key.encode("utf-8", "surrogatepass"),
         partition=T.partition_of(key, partitions),
@@ -204,14 +209,16 @@ async def write_claim(producer: Any, row: UploadRow) -> dict[str, Any]:
     return claim
 
 
-async def final_status_of(bootstrap: str, upload_id: str, partitions: int) -> dict[str, Any] | None:
+async def final_status_of(
+    bootstrap: str, topics: Topics, upload_id: str, partitions: int
+) -> dict[str, Any] | None:
     """The upload's final status document on the status topic so far, or None. The status
     agent publishes it to the upload's partition (`partition_of(upload_id)`): only that
     partition is read."""
     wanted = upload_id.encode()
     final: dict[str, Any] | None = None
     where = [T.partition_of(upload_id, partitions)]
-    for key, value in await read_to_end(bootstrap, T.STATUS, where):
+    for key, value in await read_to_end(bootstrap, topics.status, where):
         if key == wanted and value:
             doc = orjson.loads(value)
             if doc.get("status") in FINAL:
@@ -236,7 +243,7 @@ def resumed(row: UploadRow, claim: dict[str, Any]) -> UploadRow:
 
 
 async def wait_statuses(
-    bootstrap: str, upload_ids: Iterable[str], timeout: float = 600.0
+    bootstrap: str, topics: Topics, upload_ids: Iterable[str], timeout: float = 600.0
 ) -> dict[str, dict[str, Any]]:
     """Reads the compacted status topic (read_committed) until every upload has its final
     status; returns upload id → status document. Only the uploads' own partitions are
@@ -253,14 +260,14 @@ async def wait_statuses(
     )
     await consumer.start()
     try:
-        partitions = consumer.partitions_for_topic(T.STATUS) or set()
+        partitions = consumer.partitions_for_topic(topics.status) or set()
         while not partitions:
             await asyncio.sleep(0.2)
             await consumer._client.force_metadata_update()
-            partitions = consumer.partitions_for_topic(T.STATUS) or set()
+            partitions = consumer.partitions_for_topic(topics.status) or set()
         count = len(partitions)
         mine = sorted({T.partition_of(upload_id, count) for upload_id in wanted})
-        consumer.assign([TopicPartition(T.STATUS, p) for p in mine])
+        consumer.assign([TopicPartition(topics.status, p) for p in mine])
         await consumer.seek_to_beginning()
         deadline = time.monotonic() + timeout
         while wanted - found.keys():

@@ -10,61 +10,71 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import zlib
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
-PREFIX = os.environ.get("TIDEGATE_TOPIC_PREFIX", "tidegate")
-RAW = ACCEPTED = TRIGGERS = DEADLETTER = OUTCOMES = ANNOUNCE = STATUS = CONFLICTS = BY_KEY = ""
-NAMES = ""
-TOPIC_CONFIGS: dict[str, Mapping[str, str]] = {}
-ALL_TOPICS: tuple[str, ...] = ()
-
 DEFAULT_PARTITIONS = 8
-APP_ID = os.environ.get("TIDEGATE_APP_ID", "tidegate")
 
 # Outputs keep 7 days by default (consumers re-read within that); status is compacted.
 _DELETE_7D = {"cleanup.policy": "delete", "retention.ms": str(7 * 24 * 3600 * 1000)}
+_COMPACT = {"cleanup.policy": "compact"}
 
 
-def use_prefix(prefix: str) -> None:
-    """Sets the topic names (`<prefix>.events.raw` ...); `tidegate` unless
-    TIDEGATE_TOPIC_PREFIX says otherwise (tests use their own prefix per run)."""
-    global PREFIX, RAW, ACCEPTED, TRIGGERS, DEADLETTER, OUTCOMES, ANNOUNCE, STATUS, CONFLICTS
-    global BY_KEY, NAMES
-    global TOPIC_CONFIGS, ALL_TOPICS
-    PREFIX = prefix
-    RAW = f"{prefix}.events.raw"
-    ACCEPTED = f"{prefix}.events.accepted"
-    TRIGGERS = f"{prefix}.events.triggers"
-    DEADLETTER = f"{prefix}.events.deadletter"
-    OUTCOMES = f"{prefix}.uploads.outcomes"
-    ANNOUNCE = f"{prefix}.uploads.announce"
-    STATUS = f"{prefix}.uploads.status"
-    CONFLICTS = f"{prefix}.identity.conflicts"
-    BY_KEY = (
-        f"{prefix}.events.by_key"  # internal: records between the stages (streams/kafka/wire.py)
-    )
-    NAMES = (
-        f"{prefix}.uploads.names"  # the filenames accounts have used (streams/kafka/producer.py)
-    )
-    TOPIC_CONFIGS = {
-        RAW: _DELETE_7D,
-        ACCEPTED: _DELETE_7D,
-        TRIGGERS: _DELETE_7D,
-        DEADLETTER: _DELETE_7D,
-        OUTCOMES: _DELETE_7D,
-        ANNOUNCE: _DELETE_7D,
-        CONFLICTS: _DELETE_7D,
-        BY_KEY: _DELETE_7D,
-        STATUS: {"cleanup.policy": "compact"},
-        NAMES: {"cleanup.policy": "compact"},
-    }
-    ALL_TOPICS = tuple(TOPIC_CONFIGS)
+@dataclass(frozen=True, slots=True)
+class Topics:
+    """The topic names under one prefix (`<prefix>.events.raw` ...; `tidegate` unless
+    TIDEGATE_TOPIC_PREFIX says otherwise, tests use their own prefix per run)."""
 
+    prefix: str
+    raw: str
+    accepted: str
+    triggers: str
+    deadletter: str
+    outcomes: str
+    announce: str
+    status: str
+    conflicts: str
+    by_key: str  # internal: records between the stages (streams/kafka/wire.py)
+    names: str  # the filenames accounts have used (streams/kafka/producer.py)
 
-use_prefix(PREFIX)
+    @classmethod
+    def of(cls, prefix: str) -> Topics:
+        return cls(
+            prefix,
+            raw=f"{prefix}.events.raw",
+            accepted=f"{prefix}.events.accepted",
+            triggers=f"{prefix}.events.triggers",
+            deadletter=f"{prefix}.events.deadletter",
+            outcomes=f"{prefix}.uploads.outcomes",
+            announce=f"{prefix}.uploads.announce",
+            status=f"{prefix}.uploads.status",
+            conflicts=f"{prefix}.identity.conflicts",
+            by_key=f"{prefix}.events.by_key",
+            names=f"{prefix}.uploads.names",
+        )
+
+    @property
+    def configs(self) -> dict[str, Mapping[str, str]]:
+        """Each topic's configuration."""
+        compacted = (self.status, self.names)
+        return {name: _COMPACT if name in compacted else _DELETE_7D for name in self.all}
+
+    @property
+    def all(self) -> tuple[str, ...]:
+        return (
+            self.raw,
+            self.accepted,
+            self.triggers,
+            self.deadletter,
+            self.outcomes,
+            self.announce,
+            self.conflicts,
+            self.by_key,
+            self.status,
+            self.names,
+        )
 
 
 def partition_of(key: str, partitions: int) -> int:
@@ -75,10 +85,10 @@ def partition_of(key: str, partitions: int) -> int:
     return zlib.crc32(key.encode("utf-8", "surrogatepass")) % partitions
 
 
-async def raw_partitions(producer: Any) -> int:
+async def raw_partitions(producer: Any, topics: Topics) -> int:
     """The raw topic's partition count (aiokafka producer), for
     `routing.arrival_partition`."""
-    return len(await producer.partitions_for(RAW))
+    return len(await producer.partitions_for(topics.raw))
 
 
 def bootstrap_of(broker: str) -> str:
@@ -106,7 +116,10 @@ def changelog_topics(app_id: str) -> dict[str, Mapping[str, str]]:
 
 
 async def ensure_topics(
-    bootstrap: str, partitions: int = DEFAULT_PARTITIONS, app_id: str | None = None
+    bootstrap: str,
+    topics: Topics,
+    partitions: int = DEFAULT_PARTITIONS,
+    app_id: str | None = None,
 ) -> None:
     """Creates the runtime's topics when missing (existing topics are left as they are)."""
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -115,7 +128,7 @@ async def ensure_topics(
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        configs = dict(TOPIC_CONFIGS)
+        configs = dict(topics.configs)
         if app_id is not None:
             configs.update(changelog_topics(app_id))
         missing = [

@@ -17,20 +17,11 @@ from streams.kafka import faust_patches
 from streams.kafka import topics as T
 from streams.kafka.faust_store import FaustStore
 from streams.kafka.outputs import Out
+from streams.kafka.settings import KafkaSettings
 from streams.kafka.stats import WorkerStats
 
 log = logging.getLogger("tidegate.agents")
 FATAL_EXIT_CODE = 70  # a transaction could not be committed: restart (see `fatal`)
-DEBUG = bool(os.environ.get("TIDEGATE_DEBUG_EOS"))
-PRODUCER_LINGER_MS = int(os.environ.get("TIDEGATE_PRODUCER_LINGER_MS", "5"))
-PRODUCER_BATCH_BYTES = int(os.environ.get("TIDEGATE_PRODUCER_BATCH_BYTES", str(512 * 1024)))
-# The transactional producers retry after 10 ms, not aiokafka's 100: a transaction begun
-# right after a commit is refused with CONCURRENT_TRANSACTIONS until the broker has written
-# the previous one's markers (a few ms), and aiokafka waits the full backoff before asking
-# again when the new transaction's first request adds the consumer offsets (a partition
-# with nothing to send). Measured at 2,000 events/s: one commit in ten took 112 ms instead
-# of 18, and the p99 from produce to the triggers topic went from 460 ms to 299 ms.
-TXN_RETRY_BACKOFF_MS = int(os.environ.get("TIDEGATE_TXN_RETRY_BACKOFF_MS", "10"))
 
 
 async def send_all(producer: Any, outs: list[Out], partition: int) -> None:
@@ -89,9 +80,15 @@ class ExactlyOnce:
     """
 
     def __init__(
-        self, app: Any, store: FaustStore, guard: asyncio.Lock, sources: frozenset[str]
+        self,
+        app: Any,
+        store: FaustStore,
+        guard: asyncio.Lock,
+        sources: frozenset[str],
+        kafka: KafkaSettings,
     ) -> None:
         self.app = app
+        self.kafka = kafka
         self.store = store
         self.guard = guard
         self.sources = sources
@@ -147,10 +144,11 @@ class ExactlyOnce:
             transactional_id=self.transactional_id(partition),
             enable_idempotence=True,
             acks="all",
-            linger_ms=PRODUCER_LINGER_MS,
-            max_batch_size=PRODUCER_BATCH_BYTES,
+            linger_ms=self.kafka.producer_linger_ms,
+            max_batch_size=self.kafka.producer_batch_bytes,
             transaction_timeout_ms=60000,
-            retry_backoff_ms=TXN_RETRY_BACKOFF_MS,
+            # 10 ms by default, not aiokafka's 100 (why: KafkaSettings.txn_retry_backoff_ms)
+            retry_backoff_ms=self.kafka.txn_retry_backoff_ms,
         )
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
@@ -271,7 +269,7 @@ class ExactlyOnce:
         if changes:
             await send_all(producer, changes, partition)
         if offsets:
-            if DEBUG:
+            if self.kafka.debug_eos:
                 log.warning(
                     "commit %s", {f"{tp.topic}/{tp.partition}": o for tp, o in offsets.items()}
                 )

@@ -31,6 +31,7 @@ from streams.embedded.schema import connect
 from streams.embedded.store import SqliteStateStore
 from streams.kafka.outputs import outcome_records
 from streams.kafka.producer import new_producer, produce_upload, wait_statuses
+from streams.kafka.topics import Topics
 
 REPO = Path(__file__).resolve().parents[2]
 SEEDS = REPO / "tests" / "fixtures" / "seeds"
@@ -344,28 +345,32 @@ class Workers:
         return (self.root / f"worker-{n}.log").read_text(errors="replace")
 
 
-async def produce_all(bootstrap: str, uploads: list[Upload]) -> None:
+async def produce_all(bootstrap: str, topics: Topics, uploads: list[Upload]) -> None:
     producer = new_producer(bootstrap)
     await producer.start()
     try:
         for upload in uploads:
             row = row_of(upload)
-            await produce_upload(producer, row, read_upload(row))
+            await produce_upload(producer, topics, row, read_upload(row))
     finally:
         await producer.stop()
 
 
-def produce_in_waves(bootstrap: str, uploads: list[Upload], timeout: float) -> dict[str, Any]:
+def produce_in_waves(
+    bootstrap: str, topics: Topics, uploads: list[Upload], timeout: float
+) -> dict[str, Any]:
     """Produces the uploads wave by wave, each wave once the previous one has its final
     statuses; returns every upload's final status."""
     statuses: dict[str, Any] = {}
     deadline = time.monotonic() + timeout
     for wave in sorted({u.wave for u in uploads}):
         batch = [u for u in uploads if u.wave == wave]
-        asyncio.run(produce_all(bootstrap, batch))
+        asyncio.run(produce_all(bootstrap, topics, batch))
         left = max(10.0, deadline - time.monotonic())
         statuses.update(
-            asyncio.run(wait_statuses(bootstrap, [u.upload_id for u in batch], timeout=left))
+            asyncio.run(
+                wait_statuses(bootstrap, topics, [u.upload_id for u in batch], timeout=left)
+            )
         )
     return statuses
 
