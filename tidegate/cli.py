@@ -113,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--broker", help="kafka://HOST:PORT (default kafka://127.0.0.1:9092)")
     w.add_argument("--partitions", help="partitions of every topic (default 8)")
     w.add_argument("--state-dir", help="the worker's RocksDB tables (default data/faust)")
+    w.add_argument("--metrics-port", help="serve Prometheus series on this port (0: any free)")
     w.add_argument("--config", type=Path)
 
     us = sub.add_parser("uploads", help="the upload history")

@@ -33,6 +33,7 @@ FLAGS = (
     ("broker", "TIDEGATE_BROKER"),
     ("partitions", "TIDEGATE_PARTITIONS"),
     ("state_dir", "TIDEGATE_STATE"),
+    ("metrics_port", "TIDEGATE_METRICS_PORT"),
 )
 
 

@@ -30,6 +30,7 @@ from streams.kafka import routing
 from streams.kafka import topics as T
 from streams.kafka.admission import Admission, admit
 from streams.kafka.faust_store import UPLOADS_TABLE, FaustStore
+from streams.kafka.metrics import WorkerMetrics
 from streams.kafka.outputs import (
     PROCESSING_ERROR,
     Out,
@@ -83,6 +84,7 @@ def register(
     settings_for: SettingsFor,
     clock: Clock,
     kafka: KafkaSettings,
+    metrics: WorkerMetrics | None = None,
 ) -> dict[str, Any]:
     """Defines the agents on `app`; `tables` holds every Faust table (state + uploads)."""
     topics = kafka.topics
@@ -102,7 +104,7 @@ def register(
     memories: dict[int, tuple[int, routing.ArrivalMemory]] = {}
     last_expired: dict[int, float] = {}
     guard = asyncio.Lock()
-    eos = ExactlyOnce(app, store, guard, sources, kafka)
+    eos = ExactlyOnce(app, store, guard, sources, kafka, metrics)
     plain: list[Any] = []  # the producer of at_least_once mode
 
     async def plain_producer() -> Any:
@@ -192,6 +194,8 @@ def register(
                 for partition, events in by_partition.items():
                     await work(partition, events)
                     eos.stats.messages += len(events)
+                    if metrics is not None:
+                        metrics.consumed(events[0].message.topic, len(events))
                     for event in events:
                         event.ack()
             taken = waiting
@@ -231,6 +235,21 @@ def register(
             reported = now
             if text is not None:
                 stats_log.info("%s", text)
+
+    if metrics is not None:
+
+        @app.timer(1.0)  # type: ignore[untyped-decorator]
+        async def report_lag() -> None:
+            # the consumer's cached last stable offset of each partition we processed from
+            lags: dict[tuple[str, int], int] = {}
+            for tp, done in list(eos.done.items()):
+                try:
+                    end = app.consumer.highwater(tp)
+                except Exception:
+                    continue  # not assigned any more
+                if isinstance(end, int) and end >= 0:
+                    lags[(tp.topic, tp.partition)] = max(0, end - (done + 1))
+            metrics.set_lag(lags)
 
     # Every agent iterates `stream.noack()`: Faust would otherwise ack each event it hands
     # out, also one that run_batch leaves alone during a rebalance (held, or not ours any
@@ -315,8 +334,11 @@ def register(
                     log.exception("could not even dead-letter a record")
         expire_due(partition, clock())
         outs.extend(hop_messages(forwards, topics))
+        decided = tally.outcome_counts()
         outs.extend(tally.messages(partitions))
         await publish(outs, partition)
+        if metrics is not None:
+            metrics.decided(decided)
 
     async def _keyed_batch(partition: int, events: list[Any]) -> None:
         """The hop messages of one partition of `events.by_key`, in offset order, and the
@@ -345,8 +367,11 @@ def register(
                 advance(hop, partition, now, tally, outs, forwards)
         expire_due(partition, clock())
         outs.extend(hop_messages(forwards, topics))
+        decided = tally.outcome_counts()
         outs.extend(tally.messages(partitions))
         await publish(outs, partition)
+        if metrics is not None:
+            metrics.decided(decided)
 
     @app.agent(announce_topic, concurrency=1, name="tidegate.announce")  # type: ignore[untyped-decorator]
     async def announce_agent(stream: Any) -> None:

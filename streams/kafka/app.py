@@ -11,6 +11,7 @@ from streams.core.settings import AccountSettings, SettingsRegistry
 from streams.kafka import faust_patches
 from streams.kafka.agents import register
 from streams.kafka.faust_store import STATE_TABLES, UPLOADS_TABLE
+from streams.kafka.metrics import WorkerMetrics
 from streams.kafka.settings import KafkaSettings
 
 
@@ -22,7 +23,7 @@ class WorkerConfig:
     web_port: int | None = None
 
 
-def create_app(config: WorkerConfig) -> Any:
+def create_app(config: WorkerConfig, metrics: WorkerMetrics | None = None) -> Any:
     """A Faust app with the decide, announce and status agents and their tables."""
     import faust
 
@@ -80,5 +81,5 @@ def create_app(config: WorkerConfig) -> Any:
         for name in (*STATE_TABLES, UPLOADS_TABLE)
     }
     app.tidegate_tables = tables  # type: ignore[attr-defined]
-    app.tidegate_agents = register(app, tables, config.settings, clock, kafka)  # type: ignore[attr-defined]
+    app.tidegate_agents = register(app, tables, config.settings, clock, kafka, metrics)  # type: ignore[attr-defined]
     return app

@@ -65,6 +65,15 @@ class Tally:
     def __len__(self) -> int:
         return sum(len(records) for _, _, records in self.uploads.values())
 
+    def outcome_counts(self) -> dict[str, int]:
+        """The batch's records per outcome (accepted, duplicate, rejected)."""
+        totals = {"accepted": 0, "duplicate": 0, "rejected": 0}
+        for _, counts, _ in self.uploads.values():
+            totals["accepted"] += counts.accepted
+            totals["duplicate"] += counts.duplicate
+            totals["rejected"] += counts.rejected
+        return totals
+
     def messages(self, partitions: int) -> list[Out]:
         """One message per upload, to the upload's partition of the outcomes topic (where
         its status is kept), whichever partition decided the records."""

@@ -6,7 +6,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from streams.core.config_values import read_bool, read_choice, read_float, read_int, read_str
+from streams.core.config_values import (
+    SettingError,
+    read_bool,
+    read_choice,
+    read_float,
+    read_int,
+    read_str,
+)
 from streams.kafka.topics import Topics
 
 GUARANTEES = ("exactly_once", "at_least_once")
@@ -46,12 +53,21 @@ class KafkaSettings:
     debug_eos: bool = False  # TIDEGATE_DEBUG_EOS: log admissions and commits
     switch_interval: float = 0.0002  # TIDEGATE_SWITCH_INTERVAL: sys.setswitchinterval
     log_level: str = "WARN"  # TIDEGATE_LOG_LEVEL
+    metrics_port: int | None = None  # TIDEGATE_METRICS_PORT: Prometheus series (0: any port)
+    metrics_host: str = "127.0.0.1"  # TIDEGATE_METRICS_HOST: the address they are served on
 
     @classmethod
     def from_values(cls, values: Mapping[str, str]) -> KafkaSettings:
         """The settings from `values` (environment variable names → text, flags merged over
         the environment by the command line); a bad value raises `SettingError`."""
         d = cls()
+        metrics_port = None
+        if values.get("TIDEGATE_METRICS_PORT", "").strip():
+            metrics_port = read_int(values, "TIDEGATE_METRICS_PORT", 0, minimum=0)
+            if metrics_port > 65535:
+                raise SettingError(
+                    "TIDEGATE_METRICS_PORT", values["TIDEGATE_METRICS_PORT"], "not a port"
+                )
         return cls(
             broker=read_str(values, "TIDEGATE_BROKER", d.broker),
             partitions=read_int(values, "TIDEGATE_PARTITIONS", d.partitions, minimum=1),
@@ -91,6 +107,8 @@ class KafkaSettings:
                 d.log_level,
                 LOG_LEVELS,
             ),
+            metrics_port=metrics_port,
+            metrics_host=read_str(values, "TIDEGATE_METRICS_HOST", d.metrics_host),
         )
 
     @property

@@ -16,6 +16,7 @@ from typing import Any
 from streams.kafka import faust_patches
 from streams.kafka import topics as T
 from streams.kafka.faust_store import FaustStore
+from streams.kafka.metrics import WorkerMetrics
 from streams.kafka.outputs import Out
 from streams.kafka.settings import KafkaSettings
 from streams.kafka.stats import WorkerStats
@@ -86,9 +87,11 @@ class ExactlyOnce:
         guard: asyncio.Lock,
         sources: frozenset[str],
         kafka: KafkaSettings,
+        metrics: WorkerMetrics | None = None,
     ) -> None:
         self.app = app
         self.kafka = kafka
+        self.metrics = metrics
         self.store = store
         self.guard = guard
         self.sources = sources
@@ -246,7 +249,10 @@ class ExactlyOnce:
             for p, committed in zip(ordered, results, strict=True):
                 if committed:
                     self.committed.update(by_partition.get(p, {}))
-            self.stats.add_commit(time.monotonic() - started, sum(results))
+            seconds = time.monotonic() - started
+            self.stats.add_commit(seconds, sum(results))
+            if self.metrics is not None:
+                self.metrics.committed(seconds, sum(results))
             self.touched.clear()
         return True
 

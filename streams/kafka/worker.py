@@ -12,6 +12,7 @@ import sys
 from streams.kafka import faust_patches
 from streams.kafka import topics as T
 from streams.kafka.app import WorkerConfig, create_app
+from streams.kafka.metrics import WorkerMetrics
 
 
 def run_worker(config: WorkerConfig) -> int:
@@ -29,7 +30,16 @@ def run_worker(config: WorkerConfig) -> int:
     kafka.state_dir.mkdir(parents=True, exist_ok=True)
     bootstrap = T.bootstrap_of(kafka.broker)
     asyncio.run(T.ensure_topics(bootstrap, kafka.topics, kafka.partitions, kafka.app_id))
-    app = create_app(config)
+    metrics = None
+    if kafka.metrics_port is not None:
+        metrics = WorkerMetrics()
+        port = metrics.serve(kafka.metrics_host, kafka.metrics_port)
+        print(
+            f"tidegate worker: metrics on http://{kafka.metrics_host}:{port}/metrics",
+            file=sys.stderr,
+            flush=True,
+        )
+    app = create_app(config, metrics)
     level = kafka.log_level
     worker = Worker(app, loglevel=level, quiet=True, redirect_stdouts=False)
     faust_patches.prepare_worker(app, worker)

@@ -255,8 +255,11 @@ class Workers:
     by itself (exit 70 after a failed commit, see streams/kafka/transactions.py `fatal`) is started
     again; `exits` records each such exit."""
 
-    def __init__(self, bootstrap: str, root: Path, prefix: str) -> None:
+    def __init__(
+        self, bootstrap: str, root: Path, prefix: str, env: dict[str, str] | None = None
+    ) -> None:
         self.bootstrap = bootstrap
+        self.extra_env = env or {}
         self.root = root
         self.prefix = prefix
         self.app_id = prefix.replace(".", "-")
@@ -295,6 +298,7 @@ class Workers:
             "TIDEGATE_APP_ID": self.app_id,
             "TIDEGATE_NOW": NOW_ISO,
             "TIDEGATE_LOG_LEVEL": "INFO",
+            **self.extra_env,
         }
 
     def start(self, n: int) -> None:

@@ -40,6 +40,8 @@ def test_every_setting_is_read_from_its_variable() -> None:
         "TIDEGATE_DEBUG_EOS": "yes",
         "TIDEGATE_SWITCH_INTERVAL": "0.005",
         "TIDEGATE_LOG_LEVEL": "info",
+        "TIDEGATE_METRICS_PORT": "9464",
+        "TIDEGATE_METRICS_HOST": "0.0.0.0",
     }
     read = KafkaSettings.from_values(values)
     defaults = KafkaSettings()
@@ -63,6 +65,8 @@ def test_every_setting_is_read_from_its_variable() -> None:
         ("TIDEGATE_COMMIT_INTERVAL", "soon"),
         ("TIDEGATE_DEBUG_EOS", "maybe"),
         ("TIDEGATE_LOG_LEVEL", "LOUD"),
+        ("TIDEGATE_METRICS_PORT", "x"),
+        ("TIDEGATE_METRICS_PORT", "70000"),
     ],
 )
 def test_a_bad_value_names_its_variable(name: str, text: str) -> None:
@@ -70,6 +74,12 @@ def test_a_bad_value_names_its_variable(name: str, text: str) -> None:
         KafkaSettings.from_values({name: text})
     assert raised.value.name == name
     assert str(raised.value).startswith(f"{name}={text!r}")
+
+
+def test_metrics_are_off_unless_a_port_is_given() -> None:
+    assert KafkaSettings.from_values({}).metrics_port is None
+    assert KafkaSettings.from_values({"TIDEGATE_METRICS_PORT": ""}).metrics_port is None
+    assert KafkaSettings.from_values({"TIDEGATE_METRICS_PORT": "0"}).metrics_port == 0
 
 
 def test_topics_of_a_prefix_are_all_under_it() -> None:
