@@ -1,5 +1,4 @@
-"""Admission: whether an event of an owned partition is processed, acked as a redelivery or
-left for the seek after a rebalance."""
+"""Admission: an owned partition's event is processed, acked as a redelivery, or left alone."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Every patch Tidegate applies to Faust's internals, each checked against one faust-streaming version."""
+"""The patches Tidegate applies to Faust internals, each naming the faust-streaming version."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-# A new faust-streaming version: re-read the Faust code each patch replaces (named in its
-# docstring) before changing the pin in pyproject.toml; the Kafka integration tests
+# A new faust-streaming version (pinned in pyproject.toml): re-read the Faust code each patch
+# replaces (named in its docstring) before changing the pin; the Kafka integration tests
 # (equality, kill -9, broker restart) are what shows a patch still holds.
 
 

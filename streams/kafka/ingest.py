@@ -1,11 +1,10 @@
-"""The connectors' Ingest port on Kafka (`tidegate run --broker`): the connectors publish, the
-workers decide.
+"""The connectors' Ingest port on Kafka (`run --broker`): connectors publish, workers decide.
 
-`KafkaIngest` implements the connectors' Ingest port on Kafka: file uploads are read with
-the same streaming readers and produced to `tidegate.events.raw` (acks=all), API records
-are produced before the HTTP answer, and the final statuses the workers publish on
-`tidegate.uploads.status` are recorded in a ledger of uploads (unique filenames, history; the command line hands it
-the embedded runtime's SQLite ledger under the connector process's data directory).
+`KafkaIngest`: file uploads are read with the same streaming readers (handed in) and
+produced to `tidegate.events.raw` (acks=all), API records are produced before the HTTP
+answer, and the final statuses the workers publish on `tidegate.uploads.status` are
+recorded in a ledger of uploads (unique filenames, history): the command line hands it the
+embedded runtime's SQLite ledger under the connector process's data directory.
 """
 
 from __future__ import annotations

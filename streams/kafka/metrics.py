@@ -1,4 +1,4 @@
-"""A worker's Prometheus series (`tidegate worker --metrics-port`): messages, outcomes, commits, lag."""
+"""A worker's Prometheus series (`worker --metrics-port`): messages, outcomes, commits, lag."""
 
 from __future__ import annotations
 

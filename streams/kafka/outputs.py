@@ -1,5 +1,4 @@
-"""The messages a batch publishes: outputs of each outcome, hops, dead letters of failures and
-the per-upload tallies of outcomes."""
+"""The messages a batch publishes: outputs, hops, dead letters and per-upload outcome tallies."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""Exactly-once: one transactional producer per owned input partition; a partition's outputs,
-hops, changelog records and input offsets commit together."""
+"""Exactly-once: per owned partition one transaction for its outputs, state and input offsets."""
 
 from __future__ import annotations
 
