@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any, Protocol
 from streams.core.errors import Rejection
 from streams.core.feedback import RejectedRow
 from streams.core.records import Dialect, RawRecord, SourceKind
+from streams.core.upload import UploadRow
 
 
 class IngestUnavailable(Exception):
@@ -158,4 +160,84 @@ class UploadHistory(Protocol):
 
     async def explain_line(self, upload_id: str, file: str, line: int) -> LineVerdict | None:
         """Which rule decided the line and whether it triggered; None: no such line."""
+        ...
+
+
+#: A rejected row from elsewhere: upload id, file, line, code, message, raw line, CSV header
+#: (JSON list, or None).
+CollectedRejection = tuple[str, str, int, str, str, bytes, str | None]
+
+
+class UploadLedger(Protocol):
+    """The ledger of uploads a runtime keeps for the connectors: unique names, history,
+    statuses. The embedded runtime's SQLite ledger implements it; the Kafka ingest keeps one
+    beside the connectors (handed to it by the command line)."""
+
+    closed: bool
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def register_file(self, upload: FileUpload, upload_id: str) -> Receipt:
+        """Records a file upload; a name the account already used is refused."""
+        ...
+
+    async def register_records(
+        self,
+        upload_id: str,
+        account: str,
+        name: str,
+        kind: SourceKind,
+        dialect: str | None,
+        received_at: str,
+    ) -> None: ...
+
+    async def file_row(self, upload_id: str) -> UploadRow | None: ...
+
+    async def mark_processing(self, upload_id: str, records: int) -> None: ...
+
+    async def record_status(self, doc: dict[str, Any]) -> None:
+        """Stores a final status decided elsewhere (the Kafka workers' status agent)."""
+        ...
+
+    async def list_uploads(
+        self, account: str | None = None, limit: int = 100
+    ) -> list[UploadView]: ...
+
+    async def get_upload(self, upload_id: str) -> UploadView | None: ...
+
+    async def page_uploads(
+        self,
+        account: str | None,
+        limit: int,
+        *,
+        before: int | None = None,
+        status: str | None = None,
+        name: str | None = None,
+    ) -> tuple[list[UploadView], int | None]: ...
+
+    async def rejections(self, upload_id: str, limit: int = 500) -> list[RejectedRow]: ...
+
+    async def dead_letters(
+        self, account: str, *, code: str | None = None, limit: int = 100, offset: int = 0
+    ) -> list[DeadLetter]: ...
+
+    async def dead_letter_codes(self, account: str) -> dict[str, int]: ...
+
+    async def rejection(self, upload_id: str, file: str, line: int) -> tuple[str, str] | None:
+        """(code, message) of a rejected line, or None when that line was not rejected."""
+        ...
+
+    async def rejection_count(self, upload_id: str) -> int: ...
+
+    async def feedback(self, upload_id: str) -> tuple[str, bytes] | None: ...
+
+    async def collected_positions(self, source: str) -> dict[int, int]: ...
+
+    async def collect_rejections(
+        self, rows: Sequence[CollectedRejection], source: str, positions: Mapping[int, int]
+    ) -> None:
+        """Rejected rows decided elsewhere (the Kafka workers' dead letters) and the position
+        read up to in `source`, stored together."""
         ...

@@ -50,9 +50,11 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from streams import topics as T  # noqa: E402
-from streams.agents import outcome_records  # noqa: E402
-from streams.routing import arrival_partition  # noqa: E402
+from streams.kafka import topics as T  # noqa: E402
+from streams.kafka.outputs import outcome_records  # noqa: E402
+from streams.kafka.routing import arrival_partition  # noqa: E402
+from streams.kafka.topics import Topics  # noqa: E402
+from streams.kafka.wire import decode_raw  # noqa: E402
 
 PARTITIONS = 8
 
@@ -93,7 +95,11 @@ async def produce(bootstrap: str, topic: str, docs: list[bytes], rate: float = 0
                     await asyncio.sleep(delay)
             account = orjson.loads(doc)["account"]
             # as the connectors do: a user's records arrive on its stage-2 key's partition
-            partition = arrival_partition(T.decode_raw(doc), PARTITIONS) if topic == T.RAW else None
+            partition = (
+                arrival_partition(decode_raw(doc, topic=topic), PARTITIONS)
+                if topic.endswith(".events.raw")  # Tidegate's raw topic, not the passthrough's
+                else None
+            )
             sent_at.append(time.time())
             futs.append(await producer.send(topic, doc, key=account.encode(), partition=partition))
             if len(futs) >= 5000:
@@ -438,9 +444,9 @@ def run_tidegate(
 ) -> tuple[float, float, list[float], Usage]:
     """Events/s (and the producer's own rate), latencies and CPU use of `workers` `tidegate
     worker`s, on the topics of `prefix` (created here)."""
-    T.use_prefix(prefix)
+    topics = Topics.of(prefix)
     profilers: list[subprocess.Popen[bytes]] = []
-    asyncio.run(T.ensure_topics(args.bootstrap, PARTITIONS, prefix.replace(".", "-")))
+    asyncio.run(T.ensure_topics(args.bootstrap, topics, PARTITIONS, prefix.replace(".", "-")))
     env = {
         **os.environ,
         "TIDEGATE_TOPIC_PREFIX": prefix,
@@ -474,9 +480,9 @@ def run_tidegate(
         profilers = start_profiles(args.profile, prefix, procs) if with_latency else []
         t0 = time.monotonic()
         window = Window([p.pid for p in procs], args.broker_pid)
-        asyncio.run(produce(args.bootstrap, T.RAW, docs))
+        asyncio.run(produce(args.bootstrap, topics.raw, docs))
         produce_eps = len(docs) / (time.monotonic() - t0)
-        got = asyncio.run(count_until(args.bootstrap, T.OUTCOMES, len(docs)))
+        got = asyncio.run(count_until(args.bootstrap, topics.outcomes, len(docs)))
         eps = len(got) / (time.monotonic() - t0)
         usage = window.end()
         stop_profiles(profilers)
@@ -484,7 +490,14 @@ def run_tidegate(
         if with_latency:
             lat_docs = [raw_doc(10_000_000 + i, "lat", now) for i in range(latency_count(args))]
             lats = asyncio.run(
-                latency(args.bootstrap, T.RAW, T.TRIGGERS, lat_docs, args.rate, tidegate_event_id)
+                latency(
+                    args.bootstrap,
+                    topics.raw,
+                    topics.triggers,
+                    lat_docs,
+                    args.rate,
+                    tidegate_event_id,
+                )
             )
         return eps, produce_eps, lats, usage
     finally:

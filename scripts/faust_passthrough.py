@@ -7,7 +7,7 @@ One agent (concurrency 1) reads SRC and sends each record's key and value to DST
 Faust's own processing guarantee (`at_least_once`; `exactly_once` is Faust's own
 transaction manager, not Tidegate's), the raw serializers, the same producer and commit
 settings as `tidegate worker` and, unless `stock` is given, the same patch of Faust's
-fetch delivery (`streams.app`). No rule, no table, no hop: whatever this does per second
+fetch delivery (`streams.kafka.faust_patches`). No rule, no table, no hop: whatever this does per second
 is more than a Faust topology that also decides and re-keys can do on the same machine
 and broker. `scripts/bench_faust.py` runs it beside the Tidegate workers in the same run.
 """
@@ -26,9 +26,9 @@ def main() -> None:
 
     if "stock" not in sys.argv[7:]:
         sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-        from streams.app import _deliver_each_fetch_in_one_task
+        from streams.kafka.faust_patches import deliver_each_fetch_in_one_task
 
-        _deliver_each_fetch_in_one_task()
+        deliver_each_fetch_in_one_task()
 
     # as `tidegate worker`: hand the GIL back to the consumer thread quickly
     sys.setswitchinterval(0.0002)

@@ -109,13 +109,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     w = sub.add_parser("worker", help="run a Faust worker of the Kafka runtime")
-    w.add_argument("--broker", default=os.environ.get("TIDEGATE_BROKER", "kafka://127.0.0.1:9092"))
-    w.add_argument(
-        "--partitions", type=int, default=int(os.environ.get("TIDEGATE_PARTITIONS", "8"))
-    )
-    w.add_argument(
-        "--state-dir", type=Path, default=Path(os.environ.get("TIDEGATE_STATE", "data/faust"))
-    )
+    # no defaults here: unset flags fall back to TIDEGATE_BROKER / _PARTITIONS / _STATE, read
+    # once with every other worker setting (tidegate/kafka_cli.py, streams/kafka/settings.py)
+    w.add_argument("--broker", help="kafka://HOST:PORT (default kafka://127.0.0.1:9092)")
+    w.add_argument("--partitions", help="partitions of every topic (default 8)")
+    w.add_argument("--state-dir", help="the worker's RocksDB tables (default data/faust)")
+    w.add_argument("--metrics-port", help="serve Prometheus series on this port (0: any free)")
     w.add_argument("--config", type=Path)
 
     us = sub.add_parser("uploads", help="the upload history")
@@ -209,6 +208,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "notifications": _lazy("tidegate.notifications", "cmd_notifications"),
         "doctor": _lazy("tidegate.doctor", "cmd_doctor"),
     }
+    from streams.core.config_values import SettingError
     from streams.embedded.datadir import DataDirDamaged
     from streams.embedded.engine import DataDirInUse
 
@@ -222,6 +222,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DataDirDamaged as damaged:
         print(f"tidegate: {damaged}", file=sys.stderr)
         return 3
+    except SettingError as bad:  # one line naming the setting and its value, no traceback
+        print(f"tidegate: {bad}", file=sys.stderr)
+        return 2
 
 
 def _lazy(module: str, name: str) -> Command:

@@ -171,9 +171,9 @@ async def _show_progress(
 
 def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
     if args.broker:
-        from tidegate.kafka_import import import_via_kafka
+        from tidegate.kafka_cli import import_via_kafka
 
-        return int(import_via_kafka(args))
+        return int(import_via_kafka(args, settings.kafka))
     return asyncio.run(_import(args, settings))
 
 
@@ -296,7 +296,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
-    from streams.worker import run_worker
-    from tidegate.worker_config import config_from_args
+    from streams.kafka.worker import run_worker
+    from tidegate.kafka_cli import config_from_args
 
-    return int(run_worker(config_from_args(args, settings.now)))
+    return int(run_worker(config_from_args(args, settings)))

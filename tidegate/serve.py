@@ -28,10 +28,10 @@ from connectors.ops_metrics import install as install_metrics
 from connectors.s3 import start_s3_imports
 from connectors.sftp import start_sftp_server
 from connectors.watch import start_watch_folder
-from streams import topics as T
 from streams.core.csvmap import CsvMapping
 from streams.core.settings import AccountSettings, SettingsRegistry
 from streams.embedded.runtime import EmbeddedRuntime
+from streams.kafka.topics import Topics
 from tidegate.account_settings import accounts_path, mappings_of, settings_of
 from tidegate.first_file import first_file_lines
 from tidegate.local_api import serve_local
@@ -67,10 +67,22 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
     created = ensure_demo_account(config)
     accounts = load_accounts(config)
     if args.broker:
-        from tidegate.kafka_connectors import run_connectors_on_kafka
+        from connectors.files.reader import read_upload
+        from streams.embedded.ledger import Ledger
+        from streams.kafka.ingest import KafkaIngest
+        from streams.kafka.topics import bootstrap_of
 
+        kafka = settings.kafka
+        # names, history and statuses in a ledger beside the connectors; the workers decide
+        ledger = Ledger(data / "connectors.db")
+        ingest = KafkaIngest(
+            bootstrap_of(kafka.broker), kafka.topics, ledger, read_upload, kafka.partitions
+        )
+        await ingest.start()
         # the demo account's credentials are shown once, whichever runtime decides
-        return await run_connectors_on_kafka(args, settings, accounts, serve_connectors, created)
+        return await serve_connectors(
+            args, settings, accounts, ingest, ingest.stop, created=created, runtime_name="Kafka"
+        )
 
     live_settings = LiveSettings(settings_of(accounts))
     live_settings.update(accounts)
@@ -180,6 +192,7 @@ async def serve_connectors(
             created,
             runtime_name,
             ftp_line=_ftp_welcome(opts.host, ftp_port, ftp_settings) if ftp_port else None,
+            topics=getattr(ingest, "topics", None),
         )
         for source in s3.sources.values():
             print(f"  S3 import        {source.account}: s3://{source.bucket}/{source.prefix}")
@@ -230,6 +243,7 @@ def _print_welcome(
     runtime_name: str,
     *,
     ftp_line: str | None = None,
+    topics: Topics | None = None,
 ) -> None:
     where = (
         "embedded runtime: no broker, state in SQLite"
@@ -241,8 +255,9 @@ def _print_welcome(
         f"  data directory   {data.resolve()}",
         f"  accounts file    {config.resolve()}",
         f"  outputs          {(data / 'out').resolve()}/{{accepted,triggers,deadletter,conflicts}}.jsonl"
-        if runtime_name == "embedded"
-        else f"  outputs          topics {T.ACCEPTED}, {T.TRIGGERS}, {T.DEADLETTER}, {T.CONFLICTS}",
+        if topics is None
+        else f"  outputs          topics {topics.accepted}, {topics.triggers}, {topics.deadletter},"
+        f" {topics.conflicts}",
         f"  SFTP drop        sftp -P {sftp_port} <username>@{host}   (put files into events/)",
         *([ftp_line] if ftp_line is not None else []),
         f"  watched folder   {(data / 'watch').resolve()}/<account>/events/",

@@ -19,6 +19,7 @@ from streams.core.config_values import (
     read_str,
     read_time,
 )
+from streams.kafka.settings import KafkaSettings
 from tidegate.config_file import ConfigFile, ConfigFileError, key_of, read_config_file
 
 # The settings that also have a flag: variable -> flag (its argparse dest is the flag's name
@@ -38,6 +39,10 @@ FLAGS: dict[str, str] = {
     "TIDEGATE_FTP_ALLOW_PLAIN": "--ftp-allow-plain",
     "TIDEGATE_S3_INTERVAL": "--s3-interval",
     "TIDEGATE_DRAIN_SECONDS": "--drain-seconds",
+    "TIDEGATE_BROKER": "--broker",
+    "TIDEGATE_PARTITIONS": "--partitions",
+    "TIDEGATE_STATE": "--state-dir",
+    "TIDEGATE_METRICS_PORT": "--metrics-port",
 }
 CONFIG_VARIABLE = "TIDEGATE_CONFIG"  # the config file when `--config` is not given
 
@@ -125,6 +130,7 @@ class Settings:
     now: datetime | None = None  # `worker`: a fixed processing time (tests, replays)
     run: RunSettings = field(default_factory=RunSettings)
     notify: NotifySettings = field(default_factory=NotifySettings)
+    kafka: KafkaSettings = field(default_factory=KafkaSettings)  # the Kafka runtime's
 
     NAMES: ClassVar[tuple[str, ...]] = (
         "TIDEGATE_DATA",
@@ -132,6 +138,7 @@ class Settings:
         "TIDEGATE_NOW",
         *RunSettings.NAMES,
         *NotifySettings.NAMES,
+        *KafkaSettings.NAMES,
     )
 
     @classmethod
@@ -142,6 +149,7 @@ class Settings:
             now=read_time(values, "TIDEGATE_NOW"),
             run=RunSettings.from_values(values),
             notify=NotifySettings.from_values(values),
+            kafka=KafkaSettings.from_values(values),
         )
 
 

@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
-from streams.core.errors import Rejection
+from streams.core.errors import ErrorCode, Rejection, Stage
 from streams.core.records import Dialect, RawRecord, SourceKind
 
 
@@ -66,3 +66,12 @@ class UploadNotes:
         elif item.member not in self.failed:
             self.failed.append(item.member)
             self.warnings.append(f"{item.rejection.code}: {item.rejection.message}")
+
+
+def duplicate_filename(account: str, filename: str) -> Rejection:
+    """The refusal of a filename the account has used already (one name per account)."""
+    return Rejection(
+        ErrorCode.DUPLICATE_FILENAME,
+        f"File {filename} was already uploaded to account {account}.",
+        Stage.UPLOAD,
+    )

@@ -9,7 +9,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ import aiosqlite
 import orjson
 
 from connectors.ports import (
+    CollectedRejection,
     DeadLetter,
     FileUpload,
     IngestUnavailable,
@@ -24,11 +26,13 @@ from connectors.ports import (
     StorageFull,
     UploadView,
 )
-from streams.core.errors import ErrorCode, Rejection, Stage
+from streams.core.errors import Rejection
 from streams.core.feedback import RejectedRow, feedback_file
-from streams.core.records import SourceKind
+from streams.core.records import Dialect, SourceKind
 from streams.core.status import REFUSED_KIND
 from streams.core.timeparse import to_iso
+from streams.core.upload import UploadRow
+from streams.core.upload import duplicate_filename as refuse_duplicate
 from streams.embedded.datadir import is_disk_full
 from streams.embedded.schema import connect
 
@@ -42,11 +46,7 @@ Progress = Callable[[str], tuple[int, int] | None]
 
 
 def duplicate_filename(upload: FileUpload) -> Rejection:
-    return Rejection(
-        ErrorCode.DUPLICATE_FILENAME,
-        f"File {upload.filename} was already uploaded to account {upload.account}.",
-        Stage.UPLOAD,
-    )
+    return refuse_duplicate(upload.account, upload.filename)
 
 
 class Ledger:
@@ -187,6 +187,51 @@ class Ledger:
                 ),
             )
 
+    async def file_row(self, upload_id: str) -> UploadRow | None:
+        """A file upload as it was registered (the Kafka ingest produces it again after a
+        restart)."""
+        async with self.db.execute(
+            "SELECT account, filename, dialect, path, trigger, received_at FROM uploads "
+            "WHERE upload_id = ?",
+            (upload_id,),
+        ) as cursor:
+            r = await cursor.fetchone()
+        if r is None:
+            return None
+        return UploadRow(
+            upload_id,
+            r[0],
+            r[1],
+            SourceKind.FILE,
+            Dialect(r[2]) if r[2] else None,
+            r[3],
+            None if r[4] is None else bool(r[4]),
+            datetime.fromisoformat(r[5]),
+        )
+
+    async def mark_processing(self, upload_id: str, records: int) -> None:
+        """Every record of the upload is handed on (produced); its decisions are to come."""
+        async with self.transaction() as db:
+            await db.execute(
+                "UPDATE uploads SET status = 'processing', counts = ? WHERE upload_id = ?",
+                (orjson.dumps({"records": records}).decode(), upload_id),
+            )
+
+    async def register_records(
+        self,
+        upload_id: str,
+        account: str,
+        name: str,
+        kind: SourceKind,
+        dialect: str | None,
+        received_at: str,
+    ) -> None:
+        """Records an upload of API records (no file, triggering by default)."""
+        async with self.transaction() as db:
+            await self.insert_upload(
+                db, upload_id, account, name, kind, dialect, None, True, received_at
+            )
+
     def _view(self, r: Any) -> UploadView:
         counts = orjson.loads(r[9])
         progress = self.progress(r[0]) if self.progress else None
@@ -303,6 +348,38 @@ class Ledger:
         ) as cursor:
             r = await cursor.fetchone()
         return (r[0], r[1]) if r else None
+
+    async def rejection_count(self, upload_id: str) -> int:
+        async with self.db.execute(
+            "SELECT COUNT(*) FROM rejections WHERE upload_id = ?", (upload_id,)
+        ) as cursor:
+            r = await cursor.fetchone()
+        return int(r[0]) if r else 0
+
+    async def collected_positions(self, source: str) -> dict[int, int]:
+        """How far rejected rows were collected from `source` (a dead-letter topic): the
+        next offset to read, by partition."""
+        prefix = f"collected:{source}:"
+        async with self.db.execute(
+            "SELECT name, offset FROM sinks WHERE substr(name, 1, ?) = ?", (len(prefix), prefix)
+        ) as cursor:
+            return {int(r[0][len(prefix) :]): int(r[1]) for r in await cursor.fetchall()}
+
+    async def collect_rejections(
+        self, rows: Sequence[CollectedRejection], source: str, positions: Mapping[int, int]
+    ) -> None:
+        """Rejected rows decided elsewhere, kept for this ledger's uploads only, and the
+        position read up to in `source`, in one transaction: none lost or kept twice."""
+        async with self.transaction() as db:
+            await db.executemany(
+                "INSERT OR REPLACE INTO rejections SELECT ?, ?, ?, ?, ?, ?, ? "
+                "WHERE EXISTS (SELECT 1 FROM uploads WHERE upload_id = ?)",
+                [(*row, row[0]) for row in rows],
+            )
+            await db.executemany(
+                "INSERT OR REPLACE INTO sinks VALUES (?, ?)",
+                [(f"collected:{source}:{p}", offset) for p, offset in positions.items()],
+            )
 
     async def dead_letter_codes(self, account: str) -> dict[str, int]:
         """How many dead letters the account has, by error code."""

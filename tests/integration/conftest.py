@@ -125,17 +125,12 @@ def topic_name(new_topic_name: Callable[[str], str]) -> str:
 
 
 @pytest.fixture
-def prefix() -> Iterator[str]:
-    """Topic names of their own for one Faust test (`T.use_prefix`), deleted at the end of
-    the session with the app's changelog and internal topics (app id: dots as dashes)."""
-    from streams import topics as T
+def prefix() -> str:
+    """Topic names of their own for one Faust test (`Topics.of(prefix)`, and
+    TIDEGATE_TOPIC_PREFIX for the workers), deleted at the end of the session with the
+    app's changelog and internal topics (app id: dots as dashes)."""
     from tests.integration.kafka_helpers import SESSION_PREFIXES
 
     name = f"tgtest.{uuid.uuid4().hex[:8]}"
     SESSION_PREFIXES.update({f"{name}.", f"{name.replace('.', '-')}-"})
-    previous = T.PREFIX
-    T.use_prefix(name)
-    try:
-        yield name
-    finally:
-        T.use_prefix(previous)
+    return name

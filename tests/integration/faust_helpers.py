@@ -21,7 +21,6 @@ import orjson
 
 from connectors.files.reader import read_upload
 from connectors.ports import FileUpload
-from streams.agents import outcome_records
 from streams.core.identity import IDENTITY_TABLE, identity_key, ordered_identifiers
 from streams.core.normalize import normalize
 from streams.core.records import Dialect, SourceKind, make_event_id
@@ -30,7 +29,9 @@ from streams.core.upload import UploadRow
 from streams.embedded.runtime import EmbeddedRuntime
 from streams.embedded.schema import connect
 from streams.embedded.store import SqliteStateStore
-from tidegate.kafka_import import new_producer, produce_upload, wait_statuses
+from streams.kafka.outputs import outcome_records
+from streams.kafka.producer import new_producer, produce_upload, wait_statuses
+from streams.kafka.topics import Topics
 
 REPO = Path(__file__).resolve().parents[2]
 SEEDS = REPO / "tests" / "fixtures" / "seeds"
@@ -251,11 +252,14 @@ def embedded_reference(uploads: list[Upload], data: Path) -> tuple[set[Outcome],
 class Workers:
     """`tidegate worker` subprocesses on their own topics (prefix) and app id, under a
     supervisor as in production (compose `restart: unless-stopped`): a worker that exits
-    by itself (exit 70 after a failed commit, see streams/agents.py `fatal`) is started
+    by itself (exit 70 after a failed commit, see streams/kafka/transactions.py `fatal`) is started
     again; `exits` records each such exit."""
 
-    def __init__(self, bootstrap: str, root: Path, prefix: str) -> None:
+    def __init__(
+        self, bootstrap: str, root: Path, prefix: str, env: dict[str, str] | None = None
+    ) -> None:
         self.bootstrap = bootstrap
+        self.extra_env = env or {}
         self.root = root
         self.prefix = prefix
         self.app_id = prefix.replace(".", "-")
@@ -294,6 +298,7 @@ class Workers:
             "TIDEGATE_APP_ID": self.app_id,
             "TIDEGATE_NOW": NOW_ISO,
             "TIDEGATE_LOG_LEVEL": "INFO",
+            **self.extra_env,
         }
 
     def start(self, n: int) -> None:
@@ -344,27 +349,32 @@ class Workers:
         return (self.root / f"worker-{n}.log").read_text(errors="replace")
 
 
-async def produce_all(bootstrap: str, uploads: list[Upload]) -> None:
+async def produce_all(bootstrap: str, topics: Topics, uploads: list[Upload]) -> None:
     producer = new_producer(bootstrap)
     await producer.start()
     try:
         for upload in uploads:
-            await produce_upload(producer, row_of(upload))
+            row = row_of(upload)
+            await produce_upload(producer, topics, row, read_upload(row))
     finally:
         await producer.stop()
 
 
-def produce_in_waves(bootstrap: str, uploads: list[Upload], timeout: float) -> dict[str, Any]:
+def produce_in_waves(
+    bootstrap: str, topics: Topics, uploads: list[Upload], timeout: float
+) -> dict[str, Any]:
     """Produces the uploads wave by wave, each wave once the previous one has its final
     statuses; returns every upload's final status."""
     statuses: dict[str, Any] = {}
     deadline = time.monotonic() + timeout
     for wave in sorted({u.wave for u in uploads}):
         batch = [u for u in uploads if u.wave == wave]
-        asyncio.run(produce_all(bootstrap, batch))
+        asyncio.run(produce_all(bootstrap, topics, batch))
         left = max(10.0, deadline - time.monotonic())
         statuses.update(
-            asyncio.run(wait_statuses(bootstrap, [u.upload_id for u in batch], timeout=left))
+            asyncio.run(
+                wait_statuses(bootstrap, topics, [u.upload_id for u in batch], timeout=left)
+            )
         )
     return statuses
 

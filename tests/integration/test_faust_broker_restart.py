@@ -21,9 +21,11 @@ import orjson
 import pytest
 
 from connectors.files.reader import read_upload
-from streams import topics as T
-from streams.agents import outcome_records
 from streams.core.records import make_event_id
+from streams.kafka import topics as T
+from streams.kafka.outputs import outcome_records
+from streams.kafka.producer import wait_statuses
+from streams.kafka.topics import Topics
 from tests.integration.conftest import KAFKA_SCRIPT, broker_unavailable
 from tests.integration.faust_helpers import (
     PARTITIONS,
@@ -35,7 +37,6 @@ from tests.integration.faust_helpers import (
     read_topic,
     row_of,
 )
-from tidegate.kafka_import import wait_statuses
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -112,21 +113,15 @@ def own_broker(kafka_bootstrap: str) -> Iterator[Broker]:
 
 
 @pytest.fixture
-def restart_prefix() -> Iterator[str]:
-    name = f"tgrestart.{uuid.uuid4().hex[:8]}"  # the broker is deleted: no cleanup needed
-    previous = T.PREFIX
-    T.use_prefix(name)
-    try:
-        yield name
-    finally:
-        T.use_prefix(previous)
+def restart_prefix() -> str:
+    return f"tgrestart.{uuid.uuid4().hex[:8]}"  # the broker is deleted: no cleanup needed
 
 
-async def _wait_outcomes(bootstrap: str, wanted: int, timeout: float) -> int:
+async def _wait_outcomes(bootstrap: str, topics: Topics, wanted: int, timeout: float) -> int:
     from aiokafka import AIOKafkaConsumer
 
     consumer = AIOKafkaConsumer(
-        T.OUTCOMES,
+        topics.outcomes,
         bootstrap_servers=bootstrap,
         isolation_level="read_committed",
         auto_offset_reset="earliest",
@@ -160,21 +155,29 @@ def test_faust_broker_restart(own_broker: Broker, tmp_path: Path, restart_prefix
         for item in read_upload(row_of(upload))
         if isinstance(item, tuple)
     }
-    asyncio.run(T.ensure_topics(bootstrap, PARTITIONS))
+    asyncio.run(T.ensure_topics(bootstrap, Topics.of(restart_prefix), PARTITIONS))
     workers = Workers(bootstrap, tmp_path, restart_prefix)
     try:
         workers.start(1)
         workers.start(2)
-        asyncio.run(produce_all(bootstrap, uploads))  # all in raw before the restart
-        seen = asyncio.run(_wait_outcomes(bootstrap, len(event_ids) // 4, timeout=300))
+        asyncio.run(
+            produce_all(bootstrap, Topics.of(restart_prefix), uploads)
+        )  # all in raw before the restart
+        seen = asyncio.run(
+            _wait_outcomes(bootstrap, Topics.of(restart_prefix), len(event_ids) // 4, timeout=300)
+        )
         assert seen >= len(event_ids) // 4, f"only {seen} outcomes before the restart"
         own_broker.kill()  # mid-stream: workers keep their state, the broker loses its page cache
         time.sleep(3)
         own_broker.start()
-        asyncio.run(wait_statuses(bootstrap, [u.upload_id for u in uploads], timeout=420))
-        records = asyncio.run(read_topic(bootstrap, T.OUTCOMES))
-        accepted = asyncio.run(read_topic(bootstrap, T.ACCEPTED, quiet=1.0))
-        triggers = asyncio.run(read_topic(bootstrap, T.TRIGGERS, quiet=1.0))
+        asyncio.run(
+            wait_statuses(
+                bootstrap, Topics.of(restart_prefix), [u.upload_id for u in uploads], timeout=420
+            )
+        )
+        records = asyncio.run(read_topic(bootstrap, Topics.of(restart_prefix).outcomes))
+        accepted = asyncio.run(read_topic(bootstrap, Topics.of(restart_prefix).accepted, quiet=1.0))
+        triggers = asyncio.run(read_topic(bootstrap, Topics.of(restart_prefix).triggers, quiet=1.0))
     except BaseException:
         print(workers.report())  # shown with the failure: why the workers did not finish
         raise

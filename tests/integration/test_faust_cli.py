@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 import pytest
 
+from streams.kafka.topics import Topics
 from tests.integration.faust_helpers import (
     NOW,
     NOW_ISO,
@@ -105,17 +106,15 @@ def test_import_via_broker_reports_as_the_embedded_runtime(
         workers.stop()
 
 
-def _raw_end(bootstrap: str) -> int:
+def _raw_end(bootstrap: str, topics: Topics) -> int:
     """How many records the raw topic holds (all partitions)."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
-
-    from streams import topics as T
 
     async def count() -> int:
         consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
         await consumer.start()
         try:
-            tps = [TopicPartition(T.RAW, p) for p in range(PARTITIONS)]
+            tps = [TopicPartition(topics.raw, p) for p in range(PARTITIONS)]
             consumer.assign(tps)
             return sum((await consumer.end_offsets(tps)).values())
         finally:
@@ -140,11 +139,13 @@ def test_import_via_broker_refuses_a_filename_the_account_used(
         env = workers.env()
         first = _import(path, *broker, env=env)
         assert first["status"] == "success" and first["counts"]["accepted"] == 5, first
-        produced = _raw_end(kafka_bootstrap)
+        produced = _raw_end(kafka_bootstrap, Topics.of(prefix))
         again = _import(path, *broker, env=env, exit_codes=(2,))
         assert again["status"] == "fail", again
         assert again["fatal"]["code"] == "duplicate_filename", again
-        assert _raw_end(kafka_bootstrap) == produced  # nothing produced for the refused one
+        assert (
+            _raw_end(kafka_bootstrap, Topics.of(prefix)) == produced
+        )  # nothing produced for the refused one
         embedded = tmp_path / "embedded"
         _import(path, "--data", str(embedded))
         refused_embedded = _import(path, "--data", str(embedded), exit_codes=(2,))
@@ -168,7 +169,7 @@ def test_import_via_broker_resumes_an_unfinished_upload_of_the_name(
 
     from streams.core.records import SourceKind
     from streams.core.upload import UploadRow
-    from tidegate.kafka_import import new_producer, write_claim
+    from streams.kafka.producer import new_producer, write_claim
 
     path = tmp_path / "april.jsonl"
     rows = [
@@ -197,15 +198,18 @@ def test_import_via_broker_resumes_an_unfinished_upload_of_the_name(
         )
 
         async def interrupt() -> None:
-            from streams import topics as T
-            from tidegate.kafka_import import produce_upload
+            from connectors.files.reader import read_upload
+            from streams.kafka import topics as T
+            from streams.kafka.producer import produce_upload
 
-            await T.ensure_topics(kafka_bootstrap, 8)
+            await T.ensure_topics(kafka_bootstrap, Topics.of(prefix), 8)
             producer = new_producer(kafka_bootstrap)
             await producer.start()
             try:
-                await write_claim(producer, interrupted)
-                announcement = await produce_upload(producer, interrupted)
+                await write_claim(producer, Topics.of(prefix), interrupted)
+                announcement = await produce_upload(
+                    producer, Topics.of(prefix), interrupted, read_upload(interrupted)
+                )
             finally:
                 await producer.stop()
             assert announcement["total"] == 3
@@ -216,9 +220,8 @@ def test_import_via_broker_resumes_an_unfinished_upload_of_the_name(
         assert report["status"] == "success", report
         assert report["counts"]["records"] == 6 and report["counts"]["accepted"] == 6, report
         assert report["counts"]["duplicate"] == 0, report
-        from streams import topics as T
 
-        accepted = header_ids(asyncio.run(read_topic(kafka_bootstrap, T.ACCEPTED)))
+        accepted = header_ids(asyncio.run(read_topic(kafka_bootstrap, Topics.of(prefix).accepted)))
         assert len(accepted) == 6 and set(accepted.values()) == {1}, accepted  # none twice
     except BaseException:
         print(workers.report())

@@ -11,7 +11,7 @@ import httpx
 import orjson
 import pytest
 
-from streams import topics as T
+from streams.kafka.topics import Topics
 from tests.integration.faust_helpers import REPO, Workers, read_topic
 from tests.integration.run_helpers import http_port, passcode, read_welcome, start_run, stop_run
 
@@ -61,8 +61,10 @@ def test_run_with_broker_hands_api_records_to_the_workers(
         deadline = time.monotonic() + 120
         accepted: list[object] = []
         while not accepted and time.monotonic() < deadline:
-            accepted = asyncio.run(read_topic(kafka_bootstrap, T.ACCEPTED, quiet=1.0))
-        triggers = asyncio.run(read_topic(kafka_bootstrap, T.TRIGGERS, quiet=1.0))
+            accepted = asyncio.run(
+                read_topic(kafka_bootstrap, Topics.of(prefix).accepted, quiet=1.0)
+            )
+        triggers = asyncio.run(read_topic(kafka_bootstrap, Topics.of(prefix).triggers, quiet=1.0))
     except BaseException:
         print(workers.report())
         raise

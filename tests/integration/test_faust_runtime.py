@@ -18,9 +18,11 @@ import orjson
 import pytest
 
 from connectors.files.reader import read_upload
-from streams import topics as T
-from streams.agents import outcome_records
 from streams.core.records import Dialect, make_event_id
+from streams.kafka import topics as T
+from streams.kafka.outputs import outcome_records
+from streams.kafka.producer import wait_statuses
+from streams.kafka.topics import Topics
 from tests.integration.faust_helpers import (
     ACCOUNTS,
     PARTITIONS,
@@ -37,7 +39,6 @@ from tests.integration.faust_helpers import (
     read_topic,
     row_of,
 )
-from tidegate.kafka_import import wait_statuses
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -66,20 +67,20 @@ def equality_run(
     kinds = Counter(o[2] for o in expected)
     assert kinds["duplicate"] and kinds["rejected"] and kinds["accepted"]
 
-    asyncio.run(T.ensure_topics(kafka_bootstrap, PARTITIONS))
+    asyncio.run(T.ensure_topics(kafka_bootstrap, Topics.of(prefix), PARTITIONS))
     workers = Workers(kafka_bootstrap, tmp_path, prefix)
     try:
         workers.start(1)
         workers.start(2)
         started = time.monotonic()
-        found_status = produce_in_waves(kafka_bootstrap, uploads, timeout=420)
+        found_status = produce_in_waves(kafka_bootstrap, Topics.of(prefix), uploads, timeout=420)
         elapsed = time.monotonic() - started
         print(
             f"faust: {len(expected)} records in {elapsed:.1f}s "
             f"({len(expected) / elapsed:.0f} ev/s incl. startup)"
         )
-        records = asyncio.run(read_topic(kafka_bootstrap, T.OUTCOMES))
-        accepted = asyncio.run(read_topic(kafka_bootstrap, T.ACCEPTED, quiet=1.0))
+        records = asyncio.run(read_topic(kafka_bootstrap, Topics.of(prefix).outcomes))
+        accepted = asyncio.run(read_topic(kafka_bootstrap, Topics.of(prefix).accepted, quiet=1.0))
     except BaseException:
         print(workers.report())  # shown with the failure: why the workers did not finish
         raise
@@ -105,18 +106,18 @@ def test_faust_crash_kill_9(kafka_bootstrap: str, tmp_path: Path, prefix: str) -
         for item in read_upload(row_of(upload))
         if isinstance(item, tuple)
     }
-    asyncio.run(T.ensure_topics(kafka_bootstrap, PARTITIONS))
+    asyncio.run(T.ensure_topics(kafka_bootstrap, Topics.of(prefix), PARTITIONS))
     workers = Workers(kafka_bootstrap, tmp_path, prefix)
     try:
         workers.start(1)
         workers.start(2)
 
         async def produce_and_kill() -> None:
-            task = asyncio.create_task(produce_all(kafka_bootstrap, uploads))
+            task = asyncio.create_task(produce_all(kafka_bootstrap, Topics.of(prefix), uploads))
             from aiokafka import AIOKafkaConsumer
 
             consumer = AIOKafkaConsumer(
-                T.OUTCOMES,
+                Topics.of(prefix).outcomes,
                 bootstrap_servers=kafka_bootstrap,
                 isolation_level="read_uncommitted",
                 auto_offset_reset="earliest",
@@ -141,7 +142,11 @@ def test_faust_crash_kill_9(kafka_bootstrap: str, tmp_path: Path, prefix: str) -
             await task
 
         asyncio.run(produce_and_kill())
-        asyncio.run(wait_statuses(kafka_bootstrap, [u.upload_id for u in uploads], timeout=420))
+        asyncio.run(
+            wait_statuses(
+                kafka_bootstrap, Topics.of(prefix), [u.upload_id for u in uploads], timeout=420
+            )
+        )
 
         # after recovery: a repeated idempotency key is still a duplicate, and an
         # email-only record still follows the link made before the crash
@@ -163,11 +168,13 @@ def test_faust_crash_kill_9(kafka_bootstrap: str, tmp_path: Path, prefix: str) -
             ],
         )
         extra = Upload(account, probe.name, probe, Dialect.ZETA, False, str(uuid.uuid4()))
-        asyncio.run(produce_all(kafka_bootstrap, [extra]))
-        asyncio.run(wait_statuses(kafka_bootstrap, [extra.upload_id], timeout=300))
-        records = asyncio.run(read_topic(kafka_bootstrap, T.OUTCOMES))
-        accepted = asyncio.run(read_topic(kafka_bootstrap, T.ACCEPTED, quiet=1.0))
-        triggers = asyncio.run(read_topic(kafka_bootstrap, T.TRIGGERS, quiet=1.0))
+        asyncio.run(produce_all(kafka_bootstrap, Topics.of(prefix), [extra]))
+        asyncio.run(
+            wait_statuses(kafka_bootstrap, Topics.of(prefix), [extra.upload_id], timeout=300)
+        )
+        records = asyncio.run(read_topic(kafka_bootstrap, Topics.of(prefix).outcomes))
+        accepted = asyncio.run(read_topic(kafka_bootstrap, Topics.of(prefix).accepted, quiet=1.0))
+        triggers = asyncio.run(read_topic(kafka_bootstrap, Topics.of(prefix).triggers, quiet=1.0))
     except BaseException:
         print(workers.report())  # shown with the failure: why the workers did not finish
         raise
@@ -240,17 +247,19 @@ def test_faust_restarted_worker_decides_against_recovered_state(
     _lines(second, rows)
     one = Upload("acme", first.name, first, Dialect.ZETA, False, str(uuid.uuid4()))
     two = Upload("acme", second.name, second, Dialect.ZETA, False, str(uuid.uuid4()))
-    asyncio.run(T.ensure_topics(kafka_bootstrap, PARTITIONS))
+    asyncio.run(T.ensure_topics(kafka_bootstrap, Topics.of(prefix), PARTITIONS))
     workers = Workers(kafka_bootstrap, tmp_path, prefix)
     try:
         workers.start(1)
-        asyncio.run(produce_all(kafka_bootstrap, [one]))
-        asyncio.run(wait_statuses(kafka_bootstrap, [one.upload_id], timeout=300))
+        asyncio.run(produce_all(kafka_bootstrap, Topics.of(prefix), [one]))
+        asyncio.run(wait_statuses(kafka_bootstrap, Topics.of(prefix), [one.upload_id], timeout=300))
         workers.kill(1)
-        asyncio.run(produce_all(kafka_bootstrap, [two]))  # waits in events.raw
+        asyncio.run(produce_all(kafka_bootstrap, Topics.of(prefix), [two]))  # waits in events.raw
         workers.start(1)
-        statuses = asyncio.run(wait_statuses(kafka_bootstrap, [two.upload_id], timeout=300))
-        records = asyncio.run(read_topic(kafka_bootstrap, T.OUTCOMES))
+        statuses = asyncio.run(
+            wait_statuses(kafka_bootstrap, Topics.of(prefix), [two.upload_id], timeout=300)
+        )
+        records = asyncio.run(read_topic(kafka_bootstrap, Topics.of(prefix).outcomes))
     except BaseException:
         print(workers.report())
         raise

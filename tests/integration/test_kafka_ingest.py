@@ -6,13 +6,15 @@ from pathlib import Path
 
 import pytest
 
+from connectors.files.reader import read_upload
 from connectors.ports import FileUpload
 from streams.core.records import SourceKind
 from streams.core.upload import UploadRow
 from streams.embedded.ledger import Ledger
+from streams.kafka.ingest import KafkaIngest
+from streams.kafka.producer import find_claim, new_producer, write_claim
+from streams.kafka.topics import Topics
 from tests.integration.faust_helpers import NOW, PARTITIONS, _lines, _ts
-from tidegate.kafka_connectors import KafkaIngest
-from tidegate.kafka_import import find_claim, new_producer, write_claim
 
 pytestmark = [pytest.mark.kafka]
 
@@ -29,7 +31,13 @@ async def test_filename_claimed_by_an_import_is_refused(
     use it, and the connector then claims it in turn."""
     path = tmp_path / "may.jsonl"
     _lines(path, [{"user_id": "u1", "event_type": "view", "timestamp": _ts(2)}])
-    ingest = KafkaIngest(kafka_bootstrap, tmp_path / "conn", PARTITIONS)
+    ingest = KafkaIngest(
+        kafka_bootstrap,
+        Topics.of(prefix),
+        Ledger(tmp_path / "conn" / "connectors.db"),
+        read_upload,
+        PARTITIONS,
+    )
     await ingest.start()
     try:
         imported = UploadRow(
@@ -38,7 +46,7 @@ async def test_filename_claimed_by_an_import_is_refused(
         producer = new_producer(kafka_bootstrap)
         await producer.start()
         try:
-            await write_claim(producer, imported)
+            await write_claim(producer, Topics.of(prefix), imported)
         finally:
             await producer.stop()
 
@@ -49,7 +57,9 @@ async def test_filename_claimed_by_an_import_is_refused(
 
         other = await ingest.submit_file(FileUpload("globex", "may.jsonl", path, NOW))
         assert other.upload_id is not None, other.refused
-        claim = await find_claim(kafka_bootstrap, "globex", "may.jsonl", PARTITIONS)
+        claim = await find_claim(
+            kafka_bootstrap, Topics.of(prefix), "globex", "may.jsonl", PARTITIONS
+        )
         assert claim is not None and claim["upload_id"] == other.upload_id
     finally:
         await ingest.stop()
@@ -84,16 +94,16 @@ async def test_kafka_upload_shows_the_manifest_trigger_and_names_a_failed_member
     """The announcement (the upload's row on the Kafka path) carries the manifest's
     "trigger": true, as the embedded runtime's row does; a failed member is named once in
     the warnings (before: "README.md: unsupported_format: member README.md: ...")."""
-    from streams import topics as T
-    from tidegate.kafka_import import produce_upload
+    from streams.kafka import topics as T
+    from streams.kafka.producer import produce_upload
 
     archive = _drop_with_manifest_and_readme(tmp_path / "drop.zip")
     row = UploadRow(IMPORTED, "acme", "drop.zip", SourceKind.FILE, None, str(archive), None, NOW)
-    await T.ensure_topics(kafka_bootstrap, PARTITIONS)
+    await T.ensure_topics(kafka_bootstrap, Topics.of(prefix), PARTITIONS)
     producer = new_producer(kafka_bootstrap)
     await producer.start()
     try:
-        announcement = await produce_upload(producer, row)
+        announcement = await produce_upload(producer, Topics.of(prefix), row, read_upload(row))
     finally:
         await producer.stop()
     assert announcement["trigger"] is True, announcement
@@ -110,19 +120,19 @@ async def test_kafka_archive_member_not_of_the_dialects_file_type_fails_as_a_who
     whole (unsupported_format, named in the warnings), none of its lines is produced."""
     import zipfile
 
-    from streams import topics as T
-    from tidegate.kafka_import import produce_upload
+    from streams.kafka import topics as T
+    from streams.kafka.producer import produce_upload
 
     archive = tmp_path / "zeta.zip"
     with zipfile.ZipFile(archive, "w") as z:
         z.writestr("a.jsonl", (UPLOADS / "links_first.jsonl").read_bytes())
         z.writestr("notes.txt", b"exported by the nightly job\nsee the wiki\n")
     row = UploadRow(IMPORTED, "acme", "zeta.zip", SourceKind.FILE, None, str(archive), None, NOW)
-    await T.ensure_topics(kafka_bootstrap, PARTITIONS)
+    await T.ensure_topics(kafka_bootstrap, Topics.of(prefix), PARTITIONS)
     producer = new_producer(kafka_bootstrap)
     await producer.start()
     try:
-        announcement = await produce_upload(producer, row)
+        announcement = await produce_upload(producer, Topics.of(prefix), row, read_upload(row))
     finally:
         await producer.stop()
     lines = (UPLOADS / "links_first.jsonl").read_bytes().strip().splitlines()

@@ -28,7 +28,7 @@ FORBIDDEN = {
     "connectors",
     "tidegate",
     "streams.embedded",
-    "streams.app",
+    "streams.kafka",
 }
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("streams", "connectors", "tidegate")
-# The Kafka runtime is every `streams` module outside the core and the embedded runtime.
+# The Kafka runtime is the `streams.kafka` package.
 EMBEDDED = "embedded runtime"
 KAFKA = "kafka runtime"
 LAYER = {"core": 0, "ports": 0, EMBEDDED: 1, KAFKA: 1, "connectors": 1, "command line": 2}
@@ -22,13 +22,13 @@ def module_name(path: Path) -> str:
 
 def part_of(module: str) -> str:
     """The layer group a module belongs to."""
-    if module == "streams.core" or module.startswith("streams.core."):
+    if module in ("streams", "streams.core") or module.startswith("streams.core."):
         return "core"
     if module == "connectors.ports":
         return "ports"
     if module.startswith("streams.embedded"):
         return EMBEDDED
-    if module.startswith("streams"):
+    if module == "streams.kafka" or module.startswith("streams.kafka."):
         return KAFKA
     if module.startswith("connectors"):
         return "connectors"
@@ -129,10 +129,11 @@ def test_no_import_cycle() -> None:
 def test_the_checks_catch_what_they_guard() -> None:
     graph = {
         "streams.core.decide": {"streams.embedded.engine"},
-        "streams.agents": {"streams.embedded.engine"},
+        "streams.kafka.agents": {"streams.embedded.engine"},
         "connectors.sftp": {"tidegate.serve"},
+        "streams.kafka.ingest": {"tidegate.serve"},
         "tidegate.a": {"tidegate.b"},
         "tidegate.b": {"tidegate.a"},
     }
-    assert len(layer_violations(graph)) == 3
+    assert len(layer_violations(graph)) == 4
     assert cycles(graph) == [["tidegate.a", "tidegate.b"]]

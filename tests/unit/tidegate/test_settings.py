@@ -8,6 +8,7 @@ import pytest
 
 from connectors.ftp_settings import FtpSettings
 from connectors.notifications.settings import NotifySettings
+from streams.kafka.settings import KafkaSettings
 from tests.unit.names_read import names_read
 from tidegate.cli import build_parser
 from tidegate.config_file import ConfigFile
@@ -65,14 +66,27 @@ def test_a_flag_left_out_is_absent_so_the_defaults_are_the_old_ones() -> None:
     )
 
 
+WORKER_FLAGS = {"TIDEGATE_BROKER", "TIDEGATE_PARTITIONS", "TIDEGATE_STATE", "TIDEGATE_METRICS_PORT"}
+
+
 def test_every_flag_of_run_reaches_its_variable() -> None:
     argv = ["run"]
-    for flag in FLAGS.values():
+    run_flags = {name: flag for name, flag in FLAGS.items() if name not in WORKER_FLAGS}
+    for flag in [*run_flags.values(), "--broker"]:
         argv += [flag] if flag == "--ftp-allow-plain" else [flag, "7"]
     values = settings_values(build_parser().parse_args(argv), {}, None)
-    assert set(values) == set(FLAGS)
+    assert set(values) == {*run_flags, "TIDEGATE_BROKER"}
     assert values["TIDEGATE_FTP_ALLOW_PLAIN"] == "true"
     assert set(FLAGS) <= set(Settings.NAMES)
+
+
+def test_every_flag_of_worker_reaches_its_variable() -> None:
+    argv = ["worker"]
+    for name in sorted(WORKER_FLAGS):
+        argv += [FLAGS[name], "7"]
+    values = settings_values(build_parser().parse_args(argv), {}, None)
+    assert set(values) == WORKER_FLAGS
+    assert Settings.from_values(values).kafka.partitions == 7
 
 
 def test_data_is_read_for_every_command_that_takes_it() -> None:
@@ -136,6 +150,10 @@ def test_names_lists_exactly_what_from_values_reads() -> None:
         "TIDEGATE_SMTP_SECURITY": "tls",
         "TIDEGATE_NOW": "2018-09-02T00:00:00Z",
         "TIDEGATE_FTP_PASSIVE_PORTS": "60000-60001",
+        "TIDEGATE_GUARANTEE": "at_least_once",
+        "TIDEGATE_LOG_LEVEL": "INFO",
+        "TIDEGATE_PRODUCER_BATCH_BYTES": "4096",
     }
     assert names_read(Settings.from_values, values) == set(Settings.NAMES)
+    assert names_read(KafkaSettings.from_values, values) == set(KafkaSettings.NAMES)
     assert names_read(RunSettings.from_values, values) == set(RunSettings.NAMES)

@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import faulthandler
 import logging
-import os
 import shutil
 import signal
 import sys
 
-from streams import topics as T
-from streams.app import WorkerConfig, create_app
+from streams.kafka import faust_patches
+from streams.kafka import topics as T
+from streams.kafka.app import WorkerConfig, create_app
+from streams.kafka.metrics import WorkerMetrics
 
 
 def run_worker(config: WorkerConfig) -> int:
@@ -24,19 +25,26 @@ def run_worker(config: WorkerConfig) -> int:
     # interval (5 ms) the event loop, back from every socket send (which releases the GIL),
     # waits up to 5 ms for that thread to give the GIL back: a third of a worker's wall
     # time went there. A short interval hands the GIL back quickly.
-    sys.setswitchinterval(float(os.environ.get("TIDEGATE_SWITCH_INTERVAL", "0.0002")))
-    config.state_dir.mkdir(parents=True, exist_ok=True)
-    asyncio.run(T.ensure_topics(T.bootstrap_of(config.broker), config.partitions, config.app_id))
-    exactly_once = config.processing_guarantee == "exactly_once"
-    app = create_app(config)
-    level = os.environ.get("TIDEGATE_LOG_LEVEL", "WARN").upper()
+    kafka = config.kafka
+    sys.setswitchinterval(kafka.switch_interval)
+    kafka.state_dir.mkdir(parents=True, exist_ok=True)
+    bootstrap = T.bootstrap_of(kafka.broker)
+    asyncio.run(T.ensure_topics(bootstrap, kafka.topics, kafka.partitions, kafka.app_id))
+    metrics = None
+    if kafka.metrics_port is not None:
+        metrics = WorkerMetrics()
+        port = metrics.serve(kafka.metrics_host, kafka.metrics_port)
+        print(
+            f"tidegate worker: metrics on http://{kafka.metrics_host}:{port}/metrics",
+            file=sys.stderr,
+            flush=True,
+        )
+    app = create_app(config, metrics)
+    level = kafka.log_level
     worker = Worker(app, loglevel=level, quiet=True, redirect_stdouts=False)
-    # Faust's terminal spinner sets the root logger to DEBUG so that it turns on every
-    # message: every library's debug call then builds a log record (a large share of a
-    # worker's CPU, aiokafka logs each send). No spinner, the configured level holds.
-    worker.spinner = None
+    faust_patches.prepare_worker(app, worker)
     logging.getLogger("tidegate").setLevel(level)
-    # The periodic stats line (agents.STATS_SECONDS) shows at the default level too: Faust's
+    # The periodic stats line (TIDEGATE_STATS_SECONDS) shows at the default level too: Faust's
     # handlers drop records under the worker's level (WARN), so it has a handler of its own.
     stats = logging.getLogger("tidegate.stats")
     stats.setLevel(logging.INFO)
@@ -46,10 +54,7 @@ def run_worker(config: WorkerConfig) -> int:
         logging.Formatter("[%(asctime)s] [%(process)s] [%(levelname)s] %(name)s: %(message)s")
     )
     stats.addHandler(handler)
-    # app.in_transaction is a cached property that is only true with app.in_worker (set
-    # by Worker.on_start): set it now, before anything reads and caches it.
-    app.in_worker = True
-    if exactly_once:
+    if kafka.exactly_once:
         if not app.in_transaction:
             raise SystemExit("exactly_once requested but the Faust app is not transactional")
         # Under exactly_once the local RocksDB state is only a cache of the changelogs: it

@@ -20,9 +20,9 @@ from streams.core.outputs import dump_outcome
 from streams.core.records import Dialect, RawRecord, Source, SourceKind, make_event_id
 from streams.core.settings import AccountSettings
 from streams.core.state import MemoryStore
-from streams.hops import Hop, HopError, decode_hops, encode_hops
-from streams.routing import ArrivalMemory, advance, arrival_partition, first_hop, run_stage
-from streams.topics import partition_of
+from streams.kafka.routing import ArrivalMemory, advance, arrival_partition, first_hop, run_stage
+from streams.kafka.topics import partition_of
+from streams.kafka.wire import Hop, HopError, decode_hops, encode_hops
 
 NOW = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
 SETTINGS = AccountSettings()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from streams.agents import Admission, admit
+from streams.kafka.admission import Admission, admit
 
 
 def test_first_event_of_a_partition_is_processed() -> None:

@@ -1,47 +1,45 @@
-"""`tidegate run --broker kafka://…`: the connectors publish to Kafka; the workers decide.
+"""The connectors' Ingest port on Kafka (`run --broker`): connectors publish, workers decide.
 
-`KafkaIngest` implements the connectors' Ingest port on Kafka: file uploads are read with
-the same streaming readers and produced to `tidegate.events.raw` (acks=all), API records
-are produced before the HTTP answer, and the final statuses the workers publish on
-`tidegate.uploads.status` are recorded in the same SQLite ledger the embedded runtime keeps
-(unique filenames, history), under the data directory of the connector process. The
-rejected rows of its uploads are collected there from `tidegate.events.deadletter`, so the
+`KafkaIngest`: file uploads are read with the same streaming readers (handed in) and
+produced to `tidegate.events.raw` (acks=all), API records are produced before the HTTP
+answer, and the final statuses the workers publish on `tidegate.uploads.status` are
+recorded in a ledger of uploads (unique filenames, history): the command line hands it the
+embedded runtime's SQLite ledger under the connector process's data directory. The
+rejected rows of its uploads are collected there from the dead-letter topic, so the
 feedback file (HTTP API, console, the notifications' emails) exists on this runtime too.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import base64
 import contextlib
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
-from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import orjson
 
-from connectors.accounts import Account, Accounts, Credentials
 from connectors.ports import (
+    CollectedRejection,
     DeadLetter,
     FileUpload,
     IngestUnavailable,
     LineVerdict,
     Receipt,
+    UploadLedger,
     UploadView,
 )
-from streams import topics as T
 from streams.core.feedback import RejectedRow
 from streams.core.records import RawRecord, SourceKind
 from streams.core.status import FINAL_STATUSES as FINAL
 from streams.core.timeparse import to_iso
-from streams.core.upload import UploadRow
-from streams.embedded.ledger import Ledger, duplicate_filename
-from streams.routing import arrival_partition
-from tidegate.kafka_import import find_claim, new_producer, produce_upload, write_claim
-from tidegate.settings import Settings
+from streams.core.upload import FileReader, UploadRow, duplicate_filename
+from streams.kafka import topics as T
+from streams.kafka.producer import find_claim, new_producer, produce_upload, write_claim
+from streams.kafka.routing import arrival_partition
+from streams.kafka.topics import Topics
+from streams.kafka.wire import encode_raw
 
 log = logging.getLogger("tidegate.kafka")
 CLAIM_TIMEOUT = 10.0  # seconds
@@ -50,23 +48,11 @@ CLAIM_TIMEOUT = 10.0  # seconds
 # so this is the follower catching up), or after this many seconds without them all.
 REJECTIONS_WAIT = 30.0
 
-_POSITIONS = """
-CREATE TABLE IF NOT EXISTS deadletter_positions (
-    topic TEXT NOT NULL, partition INTEGER NOT NULL, next_offset INTEGER NOT NULL,
-    PRIMARY KEY (topic, partition)
-)
-"""
-# a rejected row is kept only for an upload of this connector's ledger
-_INSERT_REJECTION = (
-    "INSERT OR REPLACE INTO rejections SELECT ?, ?, ?, ?, ?, ?, ? "
-    "WHERE EXISTS (SELECT 1 FROM uploads WHERE upload_id = ?)"
-)
 
-
-def rejection_of(value: bytes, headers: list[tuple[str, bytes]]) -> tuple[Any, ...] | None:
-    """A dead letter as a row of the ledger's rejections (the embedded engine's columns),
-    with its upload id repeated for `_INSERT_REJECTION`; None when it names no line of an
-    upload. A CSV row carries no header in its dead letter, so its feedback is JSON lines."""
+def rejection_of(value: bytes, headers: list[tuple[str, bytes]]) -> CollectedRejection | None:
+    """A dead letter as a rejected row of an upload (the ledger's columns); None when it
+    names no line of an upload. A CSV row carries no header in its dead letter, so its
+    feedback is JSON lines."""
     try:
         doc = orjson.loads(value)
     except orjson.JSONDecodeError:
@@ -81,18 +67,25 @@ def rejection_of(value: bytes, headers: list[tuple[str, bytes]]) -> tuple[Any, .
     header = orjson.dumps(list(row)).decode() if isinstance(row, dict) else None
     file = source.get("member") or source.get("file") or ""
     code, message = str(doc.get("code") or ""), str(doc.get("message") or "")
-    return (upload_id, file, source["line"], code, message, raw, header, upload_id)
+    return (upload_id, file, source["line"], code, message, raw, header)
 
 
 class KafkaIngest:
     """The Ingest port over Kafka, with a local ledger for names, history and waiting."""
 
     def __init__(
-        self, bootstrap: str, data_dir: Path, partitions: int = T.DEFAULT_PARTITIONS
+        self,
+        bootstrap: str,
+        topics: Topics,
+        ledger: UploadLedger,
+        read: FileReader,
+        partitions: int = T.DEFAULT_PARTITIONS,
     ) -> None:
         self.bootstrap = bootstrap
+        self.topics = topics
         self.partitions = partitions
-        self.ledger = Ledger(data_dir / "connectors.db")
+        self.ledger = ledger
+        self.read = read
         self._producer: Any = None
         self._done: dict[str, asyncio.Event] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -102,9 +95,8 @@ class KafkaIngest:
         self._rows_arrived = asyncio.Event()
 
     async def start(self) -> None:
-        await T.ensure_topics(self.bootstrap, self.partitions)
+        await T.ensure_topics(self.bootstrap, self.topics, self.partitions)
         await self.ledger.open()
-        await self.ledger.db.execute(_POSITIONS)
         self._producer = new_producer(self.bootstrap)
         await self._producer.start()
         self._deadletter_task = asyncio.create_task(
@@ -115,7 +107,7 @@ class KafkaIngest:
         # ids are deterministic, so the workers' redelivery suppression drops the repeats.
         for view in await self.ledger.list_uploads(None, 10_000):
             if view.status == "queued" and view.kind == SourceKind.FILE.value:
-                row = await self._row(view.upload_id)
+                row = await self.ledger.file_row(view.upload_id)
                 if row is not None:
                     self._spawn(self._produce(row))
 
@@ -142,38 +134,10 @@ class KafkaIngest:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _row(self, upload_id: str) -> UploadRow | None:
-        async with self.ledger.db.execute(
-            "SELECT account, filename, dialect, path, trigger, received_at FROM uploads "
-            "WHERE upload_id = ?",
-            (upload_id,),
-        ) as cursor:
-            r = await cursor.fetchone()
-        if r is None:
-            return None
-        from datetime import datetime
-
-        from streams.core.records import Dialect
-
-        return UploadRow(
-            upload_id,
-            r[0],
-            r[1],
-            SourceKind.FILE,
-            Dialect(r[2]) if r[2] else None,
-            r[3],
-            None if r[4] is None else bool(r[4]),
-            datetime.fromisoformat(r[5]),
-        )
-
     async def _produce(self, row: UploadRow) -> None:
         try:
-            announcement = await produce_upload(self._producer, row)
-            async with self.ledger.transaction() as db:
-                await db.execute(
-                    "UPDATE uploads SET status = 'processing', counts = ? WHERE upload_id = ?",
-                    (orjson.dumps({"records": announcement["total"]}).decode(), row.upload_id),
-                )
+            announcement = await produce_upload(self._producer, self.topics, row, self.read(row))
+            await self.ledger.mark_processing(row.upload_id, announcement["total"])
         except Exception:
             log.exception(
                 "producing upload %s failed; it is produced again on restart", row.upload_id
@@ -183,7 +147,7 @@ class KafkaIngest:
         from aiokafka import AIOKafkaConsumer
 
         consumer = AIOKafkaConsumer(
-            T.STATUS,
+            self.topics.status,
             bootstrap_servers=self.bootstrap,
             enable_auto_commit=False,
             isolation_level="read_committed",
@@ -217,15 +181,12 @@ class KafkaIngest:
         """The final status once the ledger holds the upload's rejected rows, so that whoever
         sees it final (a waiting import, the console, the notifier) finds its feedback."""
         upload_id, wanted = doc["upload_id"], int(doc["counts"]["rejected"])
-        deadline = asyncio.get_running_loop().time() + REJECTIONS_WAIT
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + REJECTIONS_WAIT
         while True:
             self._rows_arrived.clear()
-            async with self.ledger.db.execute(
-                "SELECT COUNT(*) FROM rejections WHERE upload_id = ?", (upload_id,)
-            ) as cursor:
-                row = await cursor.fetchone()
-            have = int(row[0]) if row else 0
-            left = deadline - asyncio.get_running_loop().time()
+            have = await self.ledger.rejection_count(upload_id)
+            left = deadline - loop.time()
             if have >= wanted or left <= 0:
                 break
             with contextlib.suppress(TimeoutError):
@@ -233,10 +194,7 @@ class KafkaIngest:
         if have < wanted:
             log.warning(
                 "upload %s: %d of its %d rejected rows on %s; recorded final without the rest",
-                upload_id,
-                have,
-                wanted,
-                T.DEADLETTER,
+                *(upload_id, have, wanted, self.topics.deadletter),
             )
         try:
             await self._finish(doc)
@@ -252,7 +210,7 @@ class KafkaIngest:
             except asyncio.CancelledError:
                 raise
             except Exception:
-                log.exception("reading %s failed; again in 5 s", T.DEADLETTER)
+                log.exception("reading %s failed; again in 5 s", self.topics.deadletter)
                 await asyncio.sleep(5)
 
     async def _follow_deadletters(self) -> None:
@@ -261,6 +219,7 @@ class KafkaIngest:
         collected twice across restarts)."""
         from aiokafka import AIOKafkaConsumer, TopicPartition
 
+        topic = self.topics.deadletter
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap,
             enable_auto_commit=False,
@@ -270,14 +229,10 @@ class KafkaIngest:
         )
         await consumer.start()
         try:
-            numbers = sorted(await self._producer.partitions_for(T.DEADLETTER))
-            partitions = [TopicPartition(T.DEADLETTER, n) for n in numbers]
+            numbers = sorted(await self._producer.partitions_for(topic))
+            partitions = [TopicPartition(topic, n) for n in numbers]
             consumer.assign(partitions)
-            async with self.ledger.db.execute(
-                "SELECT partition, next_offset FROM deadletter_positions WHERE topic = ?",
-                (T.DEADLETTER,),
-            ) as cursor:
-                known = {int(r[0]): int(r[1]) for r in await cursor.fetchall()}
+            known = await self.ledger.collected_positions(topic)
             for tp in partitions:
                 if tp.partition in known:
                     consumer.seek(tp, known[tp.partition])
@@ -291,18 +246,14 @@ class KafkaIngest:
                     for record in records
                     if (found := rejection_of(record.value or b"", list(record.headers)))
                 ]
-                positions = [
-                    (T.DEADLETTER, tp.partition, records[-1].offset + 1)
+                positions = {
+                    tp.partition: records[-1].offset + 1
                     for tp, records in batches.items()
                     if records
-                ]
+                }
                 if not positions:
                     continue
-                async with self.ledger.transaction() as db:
-                    await db.executemany(_INSERT_REJECTION, rows)
-                    await db.executemany(
-                        "INSERT OR REPLACE INTO deadletter_positions VALUES (?, ?, ?)", positions
-                    )
+                await self.ledger.collect_rejections(rows, topic, positions)
                 self._rows_arrived.set()
         finally:
             await consumer.stop()
@@ -311,7 +262,7 @@ class KafkaIngest:
 
     async def submit_file(self, upload: FileUpload) -> Receipt:
         if await self._claimed_elsewhere(upload):
-            return Receipt(None, duplicate_filename(upload))
+            return Receipt(None, duplicate_filename(upload.account, upload.filename))
         upload_id = str(uuid.uuid4())
         receipt = await self.ledger.register_file(upload, upload_id)
         if receipt.upload_id is None:
@@ -329,9 +280,11 @@ class KafkaIngest:
         # the cluster's record of the name, which `tidegate import --broker` checks (this
         # connector refuses names by its own ledger, so the claim is best effort)
         try:
-            await asyncio.wait_for(write_claim(self._producer, row), CLAIM_TIMEOUT)
+            await asyncio.wait_for(write_claim(self._producer, self.topics, row), CLAIM_TIMEOUT)
         except Exception:
-            log.warning("could not record the name of upload %s on %s", upload_id, T.NAMES)
+            log.warning(
+                "could not record the name of upload %s on %s", upload_id, self.topics.names
+            )
         self._spawn(self._produce(row))
         return receipt
 
@@ -340,13 +293,15 @@ class KafkaIngest:
         this connector did not make (`tidegate import --broker`, or another connector
         process). Best effort like the claim itself: unreadable means no."""
         try:
-            partitions = len(await self._producer.partitions_for(T.NAMES))
+            partitions = len(await self._producer.partitions_for(self.topics.names))
             claim = await asyncio.wait_for(
-                find_claim(self.bootstrap, upload.account, upload.filename, partitions),
+                find_claim(
+                    self.bootstrap, self.topics, upload.account, upload.filename, partitions
+                ),
                 CLAIM_TIMEOUT,
             )
         except Exception:
-            log.warning("could not read the names on %s; only the ledger checks", T.NAMES)
+            log.warning("could not read the names on %s; only the ledger checks", self.topics.names)
             return False
         # A claim of one of ours is left to the ledger, whose refusal a recovered staging
         # claim reads as "it was ours" (connectors/staging.py).
@@ -363,25 +318,16 @@ class KafkaIngest:
         upload_id = records[0].source.upload_id if records else str(uuid.uuid4())
         received_at = records[0].received_at if records else None
         dialect = records[0].source.dialect.value if records else None
-        async with self.ledger.transaction() as db:
-            await self.ledger.insert_upload(
-                db,
-                upload_id,
-                account,
-                name,
-                kind,
-                dialect,
-                None,
-                True,
-                to_iso(received_at) if received_at else "",
-            )
+        await self.ledger.register_records(
+            upload_id, account, name, kind, dialect, to_iso(received_at) if received_at else ""
+        )
         key = account.encode()
         try:
-            partitions = await T.raw_partitions(self._producer)
+            partitions = await T.raw_partitions(self._producer, self.topics)
             sends = [
                 await self._producer.send(
-                    T.RAW,
-                    T.encode_raw(raw),
+                    self.topics.raw,
+                    encode_raw(raw),
                     key=key,
                     partition=arrival_partition(raw, partitions),
                 )
@@ -402,7 +348,9 @@ class KafkaIngest:
                 "failed_members": 0,
                 "fatal": None,
             }
-            await self._producer.send_and_wait(T.ANNOUNCE, orjson.dumps(announcement), key=key)
+            await self._producer.send_and_wait(
+                self.topics.announce, orjson.dumps(announcement), key=key
+            )
         except Exception as error:  # the broker is unreachable or refused: the client retries
             raise IngestUnavailable(f"Kafka did not acknowledge the records: {error}", 5) from error
         return Receipt(upload_id)
@@ -461,34 +409,3 @@ class KafkaIngest:
 
     async def feedback(self, upload_id: str) -> tuple[str, bytes] | None:
         return await self.ledger.feedback(upload_id)
-
-
-class ServeConnectors(Protocol):
-    """tidegate.serve.serve_connectors, passed in (serve imports this module)."""
-
-    def __call__(
-        self,
-        args: argparse.Namespace,
-        settings: Settings,
-        accounts: Accounts,
-        ingest: Any,
-        stop_ingest: Callable[[], Awaitable[None]],
-        *,
-        created: tuple[Account, Credentials] | None = ...,
-        runtime_name: str = ...,
-    ) -> Awaitable[int]: ...
-
-
-async def run_connectors_on_kafka(
-    args: argparse.Namespace,
-    settings: Settings,
-    accounts: Accounts,
-    serve_connectors: ServeConnectors,
-    created: tuple[Account, Credentials] | None = None,
-) -> int:
-    """Serves the connectors (with `serve_connectors`, tidegate.serve's) on the Kafka runtime."""
-    ingest = KafkaIngest(T.bootstrap_of(args.broker), settings.data)
-    await ingest.start()
-    return await serve_connectors(
-        args, settings, accounts, ingest, ingest.stop, created=created, runtime_name="Kafka"
-    )

@@ -1,36 +1,18 @@
-"""The Faust app factory of the Kafka runtime (`tidegate worker`)."""
+"""The patches Tidegate applies to Faust internals, each naming the faust-streaming version."""
 
 from __future__ import annotations
 
 import asyncio
-import os
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from pathlib import Path
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from streams import topics as T
-from streams.agents import register
-from streams.core.settings import AccountSettings, SettingsRegistry
-from streams.faust_store import STATE_TABLES, UPLOADS_TABLE
+# A new faust-streaming version (pinned in pyproject.toml): re-read the Faust code each patch
+# replaces (named in its docstring) before changing the pin; the Kafka integration tests
+# (equality, kill -9, broker restart) are what shows a patch still holds.
 
 
-@dataclass(slots=True)
-class WorkerConfig:
-    broker: str = "kafka://127.0.0.1:9092"
-    partitions: int = T.DEFAULT_PARTITIONS
-    state_dir: Path = Path("data/faust")
-    settings: Callable[[str], AccountSettings] = field(default_factory=SettingsRegistry)
-    now: datetime | None = None  # a fixed processing clock, for tests only
-    app_id: str = T.APP_ID
-    processing_guarantee: str = field(
-        default_factory=lambda: os.environ.get("TIDEGATE_GUARANTEE", "exactly_once")
-    )
-    web_port: int | None = None
-
-
-def _use_end_offsets_for_highwaters() -> None:
+# Checked against faust-streaming 0.15.3 (aiokafka 0.14.0).
+def use_end_offsets_for_highwaters() -> None:
     """Faust's table recovery under exactly_once takes a changelog partition's highwater
     from the consumer's cached last stable offset, which is unknown (None → -1) until the
     partition has been fetched: a freshly assigned partition then looks empty, recovery is
@@ -50,7 +32,8 @@ def _use_end_offsets_for_highwaters() -> None:
     thread._tidegate_highwaters = True  # type: ignore[attr-defined]
 
 
-def _deliver_each_fetch_in_one_task() -> None:
+# Checked against faust-streaming 0.15.3 (aiokafka 0.14.0).
+def deliver_each_fetch_in_one_task() -> None:
     """Faust's fetcher hands every fetched message to the conductor inside its own
     `wait_first(callback(message), suspend_flow.wait())`, four asyncio tasks per message
     (the callback, the suspend flag, the stopped and crashed flags): the largest single
@@ -119,62 +102,36 @@ def _deliver_each_fetch_in_one_task() -> None:
     Consumer._tidegate_drain = True  # type: ignore[attr-defined]
 
 
-def create_app(config: WorkerConfig) -> Any:
-    """A Faust app with the decide, announce and status agents and their tables."""
-    import faust
+# Checked against faust-streaming 0.15.3 (aiokafka 0.14.0).
+def replace_transaction_manager(
+    app: Any,
+    on_rebalance: Callable[[Any, Any, Any], Awaitable[None]],
+    on_partitions_revoked: Callable[[Any], Awaitable[None]],
+    commit: Callable[[Mapping[Any, int], bool], Awaitable[bool]],
+    flush: Callable[[], Awaitable[None]],
+    on_recovered: Callable[..., Awaitable[None]],
+) -> None:
+    """Takes over Faust's `TransactionManager` (`app.consumer.transactions`) under
+    exactly_once: its rebalance, commit and flush hooks become Tidegate's own
+    (`transactions.ExactlyOnce`), and `on_recovered` hears Faust's `on_rebalance_complete`
+    (the tables of the new assignment are recovered)."""
+    transactions = app.consumer.transactions
+    transactions.on_rebalance = on_rebalance
+    transactions.on_partitions_revoked = on_partitions_revoked
+    transactions.commit = commit
+    transactions.flush = flush
+    app.on_rebalance_complete.connect(on_recovered)
 
-    if config.processing_guarantee == "exactly_once":
-        _use_end_offsets_for_highwaters()
-    _deliver_each_fetch_in_one_task()
 
-    fixed = config.now
+# Checked against faust-streaming 0.15.3 (aiokafka 0.14.0).
+def prepare_worker(app: Any, worker: Any) -> None:
+    """Before `worker.execute_from_commandline`: no terminal spinner, and the app known to
+    be in a worker.
 
-    def clock() -> datetime:
-        return fixed if fixed is not None else datetime.now(UTC)
-
-    app = faust.App(
-        config.app_id,
-        broker=config.broker,
-        store="rocksdb://",
-        datadir=str(config.state_dir),
-        topic_partitions=config.partitions,
-        topic_replication_factor=1,
-        processing_guarantee=config.processing_guarantee,
-        key_serializer="raw",
-        value_serializer="raw",
-        web_enabled=config.web_port is not None,
-        web_port=config.web_port or 6066,
-        producer_acks=-1,
-        producer_linger_ms=5,
-        # Commits end the partitions' transactions: outputs become visible to
-        # read_committed consumers at a commit, so the interval bounds the latency.
-        broker_commit_every=int(os.environ.get("TIDEGATE_COMMIT_EVERY", "20000")),
-        broker_commit_interval=float(os.environ.get("TIDEGATE_COMMIT_INTERVAL", "0.1")),
-        # a killed worker's partitions move after this long
-        broker_session_timeout=float(os.environ.get("TIDEGATE_SESSION_TIMEOUT", "10")),
-        broker_heartbeat_interval=1.0,
-        stream_buffer_maxsize=int(os.environ.get("TIDEGATE_STREAM_BUFFER", "16384")),
-        stream_wait_empty=False,
-        table_cleanup_interval=3600.0,
-        # Standby replicas make every worker read the other workers' changelogs all the
-        # time (~8 % of a worker's CPU, more in its consumer thread) to take a partition
-        # over faster after a crash; without them the new owner recovers the partition from
-        # its compacted changelog (under exactly_once a worker's start does that anyway).
-        table_standby_replicas=int(os.environ.get("TIDEGATE_STANDBY_REPLICAS", "0")),
-        consumer_auto_offset_reset="earliest",
-        topic_allow_declare=True,
-    )
-    tables = {
-        name: app.Table(
-            name,
-            default=None,
-            partitions=config.partitions,
-            key_type=bytes,
-            value_type=bytes,
-            help=f"core state table {name}" if name != UPLOADS_TABLE else "per-upload counts",
-        )
-        for name in (*STATE_TABLES, UPLOADS_TABLE)
-    }
-    app.tidegate_tables = tables  # type: ignore[attr-defined]
-    app.tidegate_agents = register(app, tables, config.settings, clock)  # type: ignore[attr-defined]
-    return app
+    Faust's spinner sets the root logger to DEBUG so that it turns on every message: every
+    library's debug call then builds a log record (a large share of a worker's CPU, aiokafka
+    logs each send); without it the configured level holds. `app.in_transaction` is a
+    cached property that is only true with `app.in_worker` (set by `Worker.on_start`): it
+    is set now, before anything reads and caches it."""
+    worker.spinner = None
+    app.in_worker = True

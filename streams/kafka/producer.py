@@ -1,11 +1,11 @@
-"""`tidegate import PATH --account A --broker kafka://HOST:PORT`: import through Kafka.
+"""The raw-topic producer: an upload's records into Kafka, filename claims, final statuses.
 
-Reads the upload with the same file readers as the embedded runtime, produces one raw
+`tidegate import --broker` and the connectors' Kafka ingest read an upload with the same
+file readers as the embedded runtime and hand its items here; `produce_upload` produces one raw
 record per line/row to `tidegate.events.raw` (keyed by account, acks=all, idempotent
 producer, so per-account order is the file's order), announces the upload's total on
-`tidegate.uploads.announce`, then waits for the upload's final status on the compacted
-`tidegate.uploads.status` topic (written by the workers' status agent) and prints the same
-report as the embedded `tidegate import`.
+`tidegate.uploads.announce`, and `wait_statuses` waits for the upload's final status on the compacted
+`tidegate.uploads.status` topic (written by the workers' status agent).
 
 Filenames: before producing, the import claims the account's filename on the compacted
 `tidegate.uploads.names` topic (key `account \x1f filename`). A name whose upload has a
@@ -18,26 +18,29 @@ decided already, and the upload completes once with the file's counts.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import sys
 import time
-import uuid
 from collections.abc import Iterable
-from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import orjson
 
 from connectors.ports import UploadView
-from streams import topics as T
-from streams.core.errors import Rejection
-from streams.core.records import Dialect, SourceKind
+from streams.core.records import Dialect
 from streams.core.status import FINAL_STATUSES as FINAL
 from streams.core.timeparse import from_iso, to_iso
-from streams.core.upload import FatalUpload, MemberFailure, PlanWarning, UploadNotes, UploadRow
-from streams.routing import arrival_partition
+from streams.core.upload import (
+    FatalUpload,
+    Item,
+    MemberFailure,
+    PlanWarning,
+    UploadNotes,
+    UploadRow,
+)
+from streams.kafka import topics as T
+from streams.kafka.routing import arrival_partition
+from streams.kafka.topics import Topics
+from streams.kafka.wire import encode_raw
 
 IN_FLIGHT = 5000  # sends awaited in groups of this size
 
@@ -55,10 +58,11 @@ def new_producer(bootstrap: str) -> Any:
     )
 
 
-async def produce_upload(producer: Any, row: UploadRow) -> dict[str, Any]:
-    """Produces every record of `row` and then its announcement; returns the announcement."""
-    from connectors.files.reader import read_upload
-
+async def produce_upload(
+    producer: Any, topics: Topics, row: UploadRow, items: Iterable[Item]
+) -> dict[str, Any]:
+    """Produces every record of `row` (`items`: what the file reader yields for it) and then
+    its announcement; returns the announcement."""
     warnings: list[str] = []
     failed: list[str] = []
     notes = UploadNotes(warnings, failed)
@@ -68,9 +72,9 @@ async def produce_upload(producer: Any, row: UploadRow) -> dict[str, Any]:
     dialect = row.dialect
     pending: list[Any] = []
     key = row.account.encode()
-    partitions = await T.raw_partitions(producer)
+    partitions = await T.raw_partitions(producer, topics)
     try:
-        for item in read_upload(row):
+        for item in items:
             if isinstance(item, PlanWarning | MemberFailure):
                 notes.note(item)
                 continue
@@ -81,7 +85,7 @@ async def produce_upload(producer: Any, row: UploadRow) -> dict[str, Any]:
                 dialect, trigger = raw.source.dialect, raw.trigger
             partition = arrival_partition(raw, partitions)
             pending.append(
-                await producer.send(T.RAW, T.encode_raw(raw), key=key, partition=partition)
+                await producer.send(topics.raw, encode_raw(raw), key=key, partition=partition)
             )
             total += 1
             if len(pending) >= IN_FLIGHT:
@@ -104,7 +108,7 @@ async def produce_upload(producer: Any, row: UploadRow) -> dict[str, Any]:
         "failed_members": len(failed),
         "fatal": fatal,
     }
-    await producer.send_and_wait(T.ANNOUNCE, orjson.dumps(announcement), key=key)
+    await producer.send_and_wait(topics.announce, orjson.dumps(announcement), key=key)
     return announcement
 
 
@@ -155,13 +159,13 @@ async def read_to_end(
 
 
 async def find_claim(
-    bootstrap: str, account: str, filename: str, partitions: int
+    bootstrap: str, topics: Topics, account: str, filename: str, partitions: int
 ) -> dict[str, Any] | None:
     """The first claim of the account's filename still on the names topic, or None."""
     key = name_key(account, filename)
     wanted = key.encode("utf-8", "surrogatepass")
     for record_key, value in await read_to_end(
-        bootstrap, T.NAMES, [T.partition_of(key, partitions)]
+        bootstrap, topics.names, [T.partition_of(key, partitions)]
     ):
         if record_key == wanted and value:
             claim: dict[str, Any] = orjson.loads(value)
@@ -169,21 +173,23 @@ async def find_claim(
     return None
 
 
-async def claim_name(producer: Any, bootstrap: str, row: UploadRow) -> dict[str, Any]:
+async def claim_name(
+    producer: Any, bootstrap: str, topics: Topics, row: UploadRow
+) -> dict[str, Any]:
     """The claim that holds for `row`'s account and filename: an earlier upload's, or a new
     one for `row`. Of two imports claiming at once, the claim first in the log wins (both
     then import under its upload id)."""
-    partitions = len(await producer.partitions_for(T.NAMES))
-    existing = await find_claim(bootstrap, row.account, row.filename, partitions)
+    partitions = len(await producer.partitions_for(topics.names))
+    existing = await find_claim(bootstrap, topics, row.account, row.filename, partitions)
     if existing is not None:
         return existing
-    claim = await write_claim(producer, row)
-    return await find_claim(bootstrap, row.account, row.filename, partitions) or claim
+    claim = await write_claim(producer, topics, row)
+    return await find_claim(bootstrap, topics, row.account, row.filename, partitions) or claim
 
 
-async def write_claim(producer: Any, row: UploadRow) -> dict[str, Any]:
+async def write_claim(producer: Any, topics: Topics, row: UploadRow) -> dict[str, Any]:
     """Records on the names topic that `row`'s upload uses its account's filename."""
-    partitions = len(await producer.partitions_for(T.NAMES))
+    partitions = len(await producer.partitions_for(topics.names))
     key = name_key(row.account, row.filename)
     claim = {
         "upload_id": row.upload_id,
@@ -194,7 +200,7 @@ async def write_claim(producer: Any, row: UploadRow) -> dict[str, Any]:
         "received_at": to_iso(row.received_at),
     }
     await producer.send_and_wait(
-        T.NAMES,
+        topics.names,
         orjson.dumps(claim),
         key=key.encode("utf-8", "surrogatepass"),
         partition=T.partition_of(key, partitions),
@@ -202,14 +208,16 @@ async def write_claim(producer: Any, row: UploadRow) -> dict[str, Any]:
     return claim
 
 
-async def final_status_of(bootstrap: str, upload_id: str, partitions: int) -> dict[str, Any] | None:
+async def final_status_of(
+    bootstrap: str, topics: Topics, upload_id: str, partitions: int
+) -> dict[str, Any] | None:
     """The upload's final status document on the status topic so far, or None. The status
     agent publishes it to the upload's partition (`partition_of(upload_id)`): only that
     partition is read."""
     wanted = upload_id.encode()
     final: dict[str, Any] | None = None
     where = [T.partition_of(upload_id, partitions)]
-    for key, value in await read_to_end(bootstrap, T.STATUS, where):
+    for key, value in await read_to_end(bootstrap, topics.status, where):
         if key == wanted and value:
             doc = orjson.loads(value)
             if doc.get("status") in FINAL:
@@ -234,7 +242,7 @@ def resumed(row: UploadRow, claim: dict[str, Any]) -> UploadRow:
 
 
 async def wait_statuses(
-    bootstrap: str, upload_ids: Iterable[str], timeout: float = 600.0
+    bootstrap: str, topics: Topics, upload_ids: Iterable[str], timeout: float = 600.0
 ) -> dict[str, dict[str, Any]]:
     """Reads the compacted status topic (read_committed) until every upload has its final
     status; returns upload id → status document. Only the uploads' own partitions are
@@ -251,14 +259,14 @@ async def wait_statuses(
     )
     await consumer.start()
     try:
-        partitions = consumer.partitions_for_topic(T.STATUS) or set()
+        partitions = consumer.partitions_for_topic(topics.status) or set()
         while not partitions:
             await asyncio.sleep(0.2)
             await consumer._client.force_metadata_update()
-            partitions = consumer.partitions_for_topic(T.STATUS) or set()
+            partitions = consumer.partitions_for_topic(topics.status) or set()
         count = len(partitions)
         mine = sorted({T.partition_of(upload_id, count) for upload_id in wanted})
-        consumer.assign([TopicPartition(T.STATUS, p) for p in mine])
+        consumer.assign([TopicPartition(topics.status, p) for p in mine])
         await consumer.seek_to_beginning()
         deadline = time.monotonic() + timeout
         while wanted - found.keys():
@@ -292,71 +300,3 @@ def view_of(doc: dict[str, Any]) -> UploadView:
         warnings=doc.get("warnings") or [],
         fatal=doc.get("fatal"),
     )
-
-
-async def _import(args: argparse.Namespace) -> int:
-    from tidegate.reports import print_json, print_refusal, print_summary, report_of
-
-    bootstrap = T.bootstrap_of(args.broker)
-    await T.ensure_topics(bootstrap, int(getattr(args, "partitions", 0) or T.DEFAULT_PARTITIONS))
-    path = args.path.resolve()
-    row = UploadRow(
-        upload_id=str(uuid.uuid4()),
-        account=args.account,
-        filename=path.name,
-        kind=SourceKind.FILE,
-        dialect=Dialect(args.dialect) if args.dialect else None,
-        path=str(path),
-        trigger=True if args.trigger else None,
-        received_at=args.now or datetime.now(UTC),
-    )
-    producer = new_producer(bootstrap)
-    await producer.start()
-    try:
-        claim = await claim_name(producer, bootstrap, row)
-        if claim["upload_id"] != row.upload_id:
-            count = len(await producer.partitions_for(T.STATUS))
-            if await final_status_of(bootstrap, claim["upload_id"], count) is not None:
-                refused = duplicate_filename(row.account, row.filename)
-                print_refusal(refused, path.name, as_json=args.json)
-                return 2
-            row = resumed(row, claim)
-            if not args.json:
-                print(
-                    f"{path.name} was claimed by upload {row.upload_id}, not finished: "
-                    "importing it again under that upload (records already decided are "
-                    "dropped as redeliveries)",
-                    file=sys.stderr,
-                    flush=True,
-                )
-        announcement = await produce_upload(producer, row)
-    finally:
-        await producer.stop()
-    if not args.json:
-        print(
-            f"produced {announcement['total']} records to {T.RAW}; waiting for the workers",
-            file=sys.stderr,
-            flush=True,
-        )
-    statuses = await wait_statuses(bootstrap, [row.upload_id])
-    view = view_of(statuses[row.upload_id])
-    report = report_of(view)
-    if args.json:
-        print_json(report)
-    else:
-        print_summary({**report, "errors": []}, path.name)
-        print(f"  outputs: {T.ACCEPTED}, {T.TRIGGERS}, {T.DEADLETTER} at {args.broker}")
-    if view.status == "fail" and view.fatal:
-        return 2
-    return 0 if view.status == "success" else 1
-
-
-def duplicate_filename(account: str, filename: str) -> Rejection:
-    from connectors.ports import FileUpload
-    from streams.embedded.ledger import duplicate_filename as refusal
-
-    return refusal(FileUpload(account, filename, Path(filename), datetime.now(UTC)))
-
-
-def import_via_kafka(args: argparse.Namespace) -> int:
-    return asyncio.run(_import(args))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from streams.stats import WorkerStats, percentile
+from streams.kafka.stats import WorkerStats, percentile
 
 
 def test_percentile_is_the_nearest_rank() -> None:

@@ -8,11 +8,19 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams import topics as T
 from streams.core.errors import ErrorCode, Rejection, Stage
 from streams.core.records import Dialect, RawRecord, RecordKind, Source, SourceKind
 from streams.core.stages import LinkRequest
-from streams.hops import Hop, HopError, HopStage, decode_hop, decode_hops, encode_hop, encode_hops
+from streams.kafka import topics as T
+from streams.kafka.wire import (
+    Hop,
+    HopError,
+    HopStage,
+    decode_hop,
+    decode_hops,
+    encode_hop,
+    encode_hops,
+)
 from tests.unit.core.factories import make_event
 
 json_values = st.recursive(

@@ -32,8 +32,8 @@ from streams.core.stages import (
     route_key,
 )
 from streams.core.state import StateStore
-from streams.hops import Hop, HopStage
-from streams.topics import partition_of
+from streams.kafka.topics import partition_of
+from streams.kafka.wire import Hop, HopStage
 
 
 @dataclass(slots=True)

@@ -1,6 +1,7 @@
-"""The wire form of a record between two stages of the keyed topology (`events.by_key`).
+"""The wire forms of the Kafka runtime: raw records (`events.raw`) and hops (`events.by_key`).
 
-A hop carries what the next stage needs and nothing it would have to look up: the
+A raw record on the raw topic is one JSON object, keyed by account (UTF-8). A hop carries
+what the next stage of the keyed topology needs and nothing it would have to look up: the
 normalized record (field by field, times as epoch microseconds, so the record that
 arrives is equal to the one that left), the catalog's rejection, the original payload for
 dead letters, and the profile or link the previous stage decided. Hops of one batch for
@@ -17,10 +18,143 @@ from typing import Any
 
 import orjson
 
-from streams import topics as T
 from streams.core.errors import ErrorCode, Rejection, Stage
 from streams.core.records import Dialect, Event, RawRecord, RecordKind, Source, SourceKind
 from streams.core.stages import LinkRequest
+from streams.core.timeparse import from_iso, to_iso
+from streams.core.trigger import default_trigger
+
+# --------------------------------------------------------------------------- raw records
+
+
+class WireError(ValueError):
+    """The message on tidegate.events.raw is not a raw record."""
+
+
+def encode_raw(raw: RawRecord) -> bytes:
+    return orjson.dumps(raw_doc(raw))
+
+
+def raw_doc(raw: RawRecord) -> dict[str, Any]:
+    """The wire form of a raw record as a JSON object (also carried inside hops)."""
+    source = raw.source
+    doc: dict[str, Any] = {
+        "account": source.account,
+        "upload_id": source.upload_id,
+        "file": source.file,
+        "member": source.member,
+        "line": source.line,
+        "dialect": source.dialect.value,
+        "kind": source.kind.value,
+        "received_at": to_iso(raw.received_at),
+        "trigger": raw.trigger,
+    }
+    try:
+        doc["payload"] = raw.payload.decode("utf-8")
+    except UnicodeDecodeError:
+        doc["payload_b64"] = base64.b64encode(raw.payload).decode("ascii")
+    if raw.fields is not None:
+        doc["fields"] = raw.fields
+    if raw.path_identifier is not None:
+        doc["path_identifier"] = raw.path_identifier
+    if raw.framing_error is not None:
+        err = raw.framing_error
+        doc["framing_error"] = {"code": err.code.value, "message": err.message, "stage": err.stage}
+    return doc
+
+
+def decode_raw(
+    data: bytes,
+    *,
+    topic: str,
+    partition: int = 0,
+    offset: int = 0,
+    default_time: datetime | None = None,
+) -> RawRecord:
+    """A raw record from its wire form.
+
+    Producers publishing directly may leave out everything but `account`, `dialect` and
+    `payload`: `upload_id` defaults to `kafka`, `file` to the topic, `member` to
+    `<partition>` and `line` to the offset + 1 (so a redelivery keeps its event id),
+    `received_at` to the processing time, `kind` to `kafka` and `trigger` to true.
+    A message that is itself a canonical JSON record (no `payload`) is taken as the payload
+    of dialect `canonical`.
+    """
+    try:
+        doc = orjson.loads(data)
+    except orjson.JSONDecodeError as error:
+        raise WireError(f"not JSON: {error}") from error
+    if not isinstance(doc, dict):
+        raise WireError("a raw record must be a JSON object")
+    return raw_from_doc(
+        doc, data, topic=topic, partition=partition, offset=offset, default_time=default_time
+    )
+
+
+def raw_from_doc(
+    doc: dict[str, Any],
+    data: bytes = b"",
+    *,
+    topic: str = "",
+    partition: int = 0,
+    offset: int = 0,
+    default_time: datetime | None = None,
+) -> RawRecord:
+    """`decode_raw` of an already parsed object (`data`: its bytes, the payload of a
+    message that is a canonical record itself; `topic`: the raw topic, the default `file`)."""
+    account = doc.get("account")
+    if not isinstance(account, str) or not account:
+        raise WireError("a raw record needs an account")
+    if "payload" not in doc and "payload_b64" not in doc:
+        payload = data or orjson.dumps(doc)
+        dialect = Dialect.CANONICAL
+    else:
+        try:
+            dialect = Dialect(doc.get("dialect") or "canonical")
+        except ValueError as error:
+            raise WireError(f"unknown dialect {doc.get('dialect')!r}") from error
+        if "payload_b64" in doc:
+            payload = base64.b64decode(str(doc["payload_b64"]))
+        else:
+            text = doc["payload"]
+            payload = (
+                orjson.dumps(text) if isinstance(text, dict | list) else str(text).encode("utf-8")
+            )
+    received = from_iso(doc["received_at"]) if isinstance(doc.get("received_at"), str) else None
+    received_at = received or default_time or datetime.now(UTC)
+    kind = SourceKind(doc.get("kind") or "kafka")
+    line = doc.get("line")
+    source = Source(
+        kind,
+        dialect,
+        account,
+        str(doc.get("upload_id") or "kafka"),
+        str(doc.get("file") or topic),
+        doc.get("member") if doc.get("line") is not None else str(partition),
+        int(line) if isinstance(line, int) else offset + 1,
+    )
+    fields = doc.get("fields")
+    framing = doc.get("framing_error")
+    rejection = None
+    if isinstance(framing, dict):
+        rejection = Rejection(
+            ErrorCode(framing["code"]),
+            str(framing.get("message", "")),
+            Stage(framing.get("stage", "read")),
+        )
+    trigger = doc.get("trigger")
+    return RawRecord(
+        source,
+        received_at,
+        payload,
+        fields=fields if isinstance(fields, dict) else None,
+        path_identifier=doc.get("path_identifier"),
+        trigger=bool(trigger) if trigger is not None else default_trigger(kind),
+        framing_error=rejection,
+    )
+
+
+# --------------------------------------------------------------------------- hops
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICRO = timedelta(microseconds=1)
@@ -149,7 +283,7 @@ def _hop_doc(hop: Hop) -> dict[str, Any]:
         link = hop.link
         doc["link"] = [link.account, link.identifier, link.profile_id, link.event_id]
     if hop.record is not None:
-        doc["record"] = T.raw_doc(hop.record)
+        doc["record"] = raw_doc(hop.record)
     if hop.upload_id:
         doc["upload_id"] = hop.upload_id
     if hop.known is not None:
@@ -203,7 +337,7 @@ def _hop_of(doc: Any) -> Hop:
         if "link" in doc:
             hop.link = LinkRequest(*doc["link"])
         if "record" in doc:
-            hop.record = T.raw_from_doc(doc["record"])
+            hop.record = raw_from_doc(doc["record"])
         hop.upload_id = str(doc.get("upload_id") or "")
         known = doc.get("known")
         hop.known = [str(name) for name in known] if isinstance(known, list) else None

@@ -9,7 +9,7 @@ import orjson
 from streams.core.errors import ErrorCode, Rejection
 from streams.core.outputs import DUMPS_OPTIONS, deadletter
 from streams.core.records import Dialect, RawRecord, Source, SourceKind
-from tidegate.kafka_connectors import rejection_of
+from streams.kafka.ingest import rejection_of
 
 AT = datetime(2024, 6, 1, tzinfo=UTC)
 
@@ -34,7 +34,6 @@ def test_a_rejected_line_becomes_its_row_with_the_original_bytes() -> None:
         "time 'soon' is not a time",
         payload,
         None,
-        "u-1",
     )
 
 

@@ -1,0 +1,1 @@
+"""The Kafka runtime: Faust workers over the pure core, keyed by user."""
