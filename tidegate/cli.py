@@ -106,6 +106,18 @@ def build_parser() -> argparse.ArgumentParser:
         default=float(os.environ.get("TIDEGATE_DRAIN_SECONDS", "10")),
         help="on SIGTERM/SIGINT, how long in-flight HTTP requests may take to finish",
     )
+    r.add_argument(
+        "--login-timeout",
+        type=float,
+        default=float(os.environ.get("TIDEGATE_LOGIN_TIMEOUT", "60")),
+        help="seconds an SFTP or FTP connection has to log in before it is closed",
+    )
+    r.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=float(os.environ.get("TIDEGATE_IDLE_TIMEOUT", "300")),
+        help="seconds without an SFTP request or FTP command before a connection is closed",
+    )
 
     w = sub.add_parser("worker", help="run a Faust worker of the Kafka runtime")
     w.add_argument("--broker", default=os.environ.get("TIDEGATE_BROKER", "kafka://127.0.0.1:9092"))

@@ -119,6 +119,8 @@ async def serve_connectors(
             ingest,
             args.settle,
             data / "ssh_host_ed25519_key",
+            login_timeout=float(getattr(args, "login_timeout", 60.0)),
+            idle_timeout=float(getattr(args, "idle_timeout", 300.0)),
         )
         stack.push_async_callback(sftp.wait_closed)
         stack.callback(sftp.close)
@@ -224,6 +226,8 @@ def ftp_settings_of(args: argparse.Namespace) -> FtpSettings | None:
         masquerade_address=getattr(args, "ftp_masquerade_address", None),
         certfile=Path(cert) if cert else None,
         keyfile=Path(key) if key else None,
+        login_timeout=float(getattr(args, "login_timeout", 60.0)),
+        idle_timeout=float(getattr(args, "idle_timeout", 300.0)),
     )
 
 
