@@ -415,3 +415,33 @@ def outcome_set(records: list[Any]) -> tuple[set[Outcome], Counter[str]]:
 
 def header_ids(records: list[Any]) -> Counter[str]:
     return Counter(dict(r.headers)["event_id"].decode() for r in records)
+
+
+# --------------------------------------------------------------------------- topics
+# (imported where used: the Kafka runtime's modules are about to move into a package)
+
+
+@dataclass(frozen=True, slots=True)
+class TopicNames:
+    outcomes: str
+    accepted: str
+    triggers: str
+
+
+def topic_names() -> TopicNames:
+    """The output topics under the current prefix (the `prefix` fixture sets it)."""
+    from streams import topics as T
+
+    return TopicNames(T.OUTCOMES, T.ACCEPTED, T.TRIGGERS)
+
+
+def ensure_topics(bootstrap: str) -> None:
+    """Creates the runtime's topics (PARTITIONS each) before anything is produced."""
+    from streams import topics as T
+
+    asyncio.run(T.ensure_topics(bootstrap, PARTITIONS))
+
+
+def outcomes_of(value: bytes) -> int:
+    """How many records' outcomes one message of the outcomes topic carries."""
+    return len(outcome_records(orjson.loads(value)))
