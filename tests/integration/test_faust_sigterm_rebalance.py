@@ -35,6 +35,7 @@ from tidegate.kafka_import import wait_statuses
 pytestmark = [pytest.mark.kafka, pytest.mark.slow, pytest.mark.timeout(1200)]
 
 REBALANCING = {"PreparingRebalance", "CompletingRebalance"}
+WAIT = float(os.environ.get("TIDEGATE_FAUST_REBALANCE_WAIT", "600"))  # s for the statuses
 
 
 async def _group_state(admin: object, group: str) -> str:
@@ -134,7 +135,7 @@ def test_sigterm_to_a_worker_during_a_rebalance_loses_and_repeats_nothing(
         print(f"group states until the SIGTERM: {states}")
         workers.start(2)  # the stopped worker comes back; the group rebalances again
         statuses = asyncio.run(
-            wait_statuses(kafka_bootstrap, [u.upload_id for u in uploads], timeout=600)
+            wait_statuses(kafka_bootstrap, [u.upload_id for u in uploads], timeout=WAIT)
         )
         records = asyncio.run(read_topic(kafka_bootstrap, topics.outcomes))
         accepted = asyncio.run(read_topic(kafka_bootstrap, topics.accepted, quiet=1.0))
@@ -145,7 +146,6 @@ def test_sigterm_to_a_worker_during_a_rebalance_loses_and_repeats_nothing(
     finally:
         workers.stop()
     print(f"worker exits on their own: {workers.exits}")
-    assert states[-1] == "worker 2 exited 0", states  # a clean stop, not a crash
     assert len(statuses) == len(uploads)  # every upload has its final status
     _, per_id = outcome_set(records)
     missing = event_ids - set(per_id)
@@ -158,3 +158,12 @@ def test_sigterm_to_a_worker_during_a_rebalance_loses_and_repeats_nothing(
         assert max(header_ids(triggers).values()) == 1
     counted = sum(s["counts"]["records"] for s in statuses.values())
     assert counted == len(event_ids), (counted, len(event_ids))
+    # The stop itself: clean (0), or the known race (docs/OPERATING_KAFKA.md, "SIGTERM
+    # during a rebalance"): Faust skips the revocation of a stopping worker, the new owners
+    # fence its producers, and its last commit fails (exit 70, nothing committed by it);
+    # any other way of ending fails here.
+    assert states[-1] in ("worker 2 exited 0", "worker 2 exited 70"), states
+    if states[-1].endswith(" 70"):
+        first_run = workers.log(2).split("[^Worker]: Starting...")[1]
+        assert "fatal: committing a transaction failed" in first_run
+        assert "ProducerFenced" in first_run
