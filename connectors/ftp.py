@@ -19,6 +19,10 @@ Rules (tested with ``ftplib.FTP_TLS`` and ``curl --ssl-reqd``):
   (``226``) becomes visible in its folder and settles. An aborted or broken transfer is
   deleted; a restart deletes staging files of unfinished transfers.
 * Status files (``*.rejected.txt``, ``*.error.txt``) can be listed, read and deleted.
+* A control connection that has not logged in within the login timeout, or sends no
+  command for the idle timeout while no transfer runs, is closed (``421``); a data
+  connection that moves no byte for the idle timeout is closed. A transfer in progress
+  holds the control connection's idle timer, so a long upload is never cut.
 
 pyftpdlib runs its own I/O loop in a thread; everything that touches the drop's state is
 passed to the asyncio loop with ``call_soon_threadsafe``.
@@ -42,7 +46,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from pyftpdlib.authorizers import AuthenticationFailed
 from pyftpdlib.filesystems import AbstractedFS
-from pyftpdlib.handlers import TLS_FTPHandler
+from pyftpdlib.handlers import TLS_DTPHandler, TLS_FTPHandler
 from pyftpdlib.ioloop import IOLoop
 from pyftpdlib.servers import FTPServer
 
@@ -198,9 +202,55 @@ class _DropHandler(TLS_FTPHandler):  # type: ignore[misc]
     server_ref: FtpDropServer
     tidegate_account: str = ""
 
+    login_timeout: float = 0.0
+
     def __init__(self, conn: Any, server: Any, ioloop: Any = None) -> None:
         self.staging: dict[str, str] = {}  # staging path -> the path the user wrote
+        self._login_timer: Any = None
         super().__init__(conn, server, ioloop)
+        if self.login_timeout > 0 and self.connected:
+            self._login_timer = self.ioloop.call_later(
+                self.login_timeout, self._login_timed_out, _errback=self.handle_error
+            )
+
+    def _login_timed_out(self) -> None:
+        self._login_timer = None
+        if self.authenticated or not self.connected:
+            return
+        log.info(
+            "FTP connection from %s closed: no login within %.0f s (login timeout)",
+            self.remote_ip,
+            self.login_timeout,
+        )
+        if self._ssl_accepting:  # mid TLS handshake: nothing can be answered
+            self.close()
+            return
+        self.respond("421 Login timed out.")
+        self.close_when_done()
+
+    def found_terminator(self) -> None:
+        # pyftpdlib (2.2.0) restarts the idle timer with `_CallLater.reset()`, which moves
+        # the timer's deadline in place inside the scheduler's heap: the heap's order
+        # breaks, and the idle timers below a busy connection's never fire (measured: an
+        # idle connection stayed open as long as an older one sent NOOPs). A new timer in
+        # place of the old one keeps the heap sound; the `reset()` pyftpdlib still calls on
+        # it moves its deadline by microseconds only.
+        idler: Any = getattr(self, "_idler", None)
+        if idler is not None and not idler.cancelled:
+            idler.cancel()
+            self._idler = self.ioloop.call_later(
+                self.timeout, self.handle_timeout, _errback=self.handle_error
+            )
+        super().found_terminator()
+
+    def handle_timeout(self) -> None:
+        log.info(
+            "FTP connection from %s (%r) closed: no command for %.0f s (idle timeout)",
+            self.remote_ip,
+            self.username or "",
+            self.timeout,
+        )
+        super().handle_timeout()
 
     def _target(self, file: str) -> tuple[str, str] | None:
         root = self.server_ref.drop.account_root(self.tidegate_account)
@@ -254,6 +304,9 @@ class _DropHandler(TLS_FTPHandler):  # type: ignore[misc]
         log.warning("discarded incomplete FTP transfer %s/%s", self.tidegate_account, dest)
 
     def on_disconnect(self) -> None:
+        if self._login_timer is not None and not self._login_timer.cancelled:
+            self._login_timer.cancel()
+        self._login_timer = None
         for staging in self.staging:
             with contextlib.suppress(OSError):
                 os.unlink(staging)
@@ -338,6 +391,10 @@ async def start_ftp_server(
     if settings.certfile is None:
         load_or_create_certificate(certfile, keyfile, settings.host)
     server = FtpDropServer(accounts, drop, settings, asyncio.get_running_loop())
+    idle = max(0.0, settings.idle_timeout)  # pyftpdlib: 0 turns a timer off
+    # a data connection that moves no byte for `idle` is closed (pyftpdlib checks every
+    # `idle` seconds, so a stalled one goes after one to two periods)
+    dtp: Any = type("TidegateDtpHandler", (TLS_DTPHandler,), {"timeout": idle})
     handler: Any = type(
         "TidegateFtpHandler",
         (_DropHandler,),
@@ -358,7 +415,9 @@ async def start_ftp_server(
             "masquerade_address": settings.masquerade_address,
             "permit_foreign_addresses": False,
             "banner": "Tidegate FTP drop ready (AUTH TLS).",
-            "timeout": 300,
+            "timeout": idle,
+            "login_timeout": max(0.0, settings.login_timeout),
+            "dtp_handler": dtp,
         },
     )
     handler.get_ssl_context()  # fails now, not at the first client, on a bad certificate
@@ -370,10 +429,13 @@ async def start_ftp_server(
     server._thread = threading.Thread(target=server._serve, name="tidegate-ftp", daemon=True)
     server._thread.start()
     log.info(
-        "FTP drop listening on %s:%d (TLS %s, passive ports %s)",
+        "FTP drop listening on %s:%d (TLS %s, passive ports %s, login timeout %.0fs, "
+        "idle timeout %.0fs)",
         settings.host,
         server.port,
         "optional" if settings.allow_plain else "required",
         "{}-{}".format(*settings.passive_ports) if settings.passive_ports else "any",
+        settings.login_timeout,
+        settings.idle_timeout,
     )
     return server

@@ -6,7 +6,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from streams.core.config_values import Values, read_bool, read_port, read_port_range, read_str
+from streams.core.config_values import (
+    Values,
+    read_bool,
+    read_float,
+    read_port,
+    read_port_range,
+    read_str,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +29,8 @@ class FtpSettings:
     keyfile: Path | None = None  # PEM private key; None: in certfile
     max_connections: int = 256
     max_connections_per_ip: int = 16
+    login_timeout: float = 60.0  # seconds from connect to a login (0: never)
+    idle_timeout: float = 300.0  # seconds without a command, or a data byte (0: never)
 
     # every variable `from_values` reads (the command line's config file accepts these keys)
     NAMES: ClassVar[tuple[str, ...]] = (
@@ -32,6 +41,8 @@ class FtpSettings:
         "TIDEGATE_FTP_MASQUERADE_ADDRESS",
         "TIDEGATE_FTP_CERT",
         "TIDEGATE_FTP_KEY",
+        "TIDEGATE_LOGIN_TIMEOUT",
+        "TIDEGATE_IDLE_TIMEOUT",
     )
 
     @classmethod
@@ -48,6 +59,9 @@ class FtpSettings:
             masquerade_address=read_str(values, "TIDEGATE_FTP_MASQUERADE_ADDRESS", "") or None,
             certfile=_path_or_none(read_str(values, "TIDEGATE_FTP_CERT", "")),
             keyfile=_path_or_none(read_str(values, "TIDEGATE_FTP_KEY", "")),
+            # the SFTP drop's too (tidegate/settings.py RunSettings): one pair for both drops
+            login_timeout=read_float(values, "TIDEGATE_LOGIN_TIMEOUT", 60.0, minimum=0),
+            idle_timeout=read_float(values, "TIDEGATE_IDLE_TIMEOUT", 300.0, minimum=0),
         )
         return None if port < 0 else settings
 

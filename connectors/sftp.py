@@ -38,6 +38,11 @@ Rules (all enforced by `_DropSftp`, tested with paramiko and OpenSSH clients):
 
 Settling files are ordinary files in the user's folder, so a restart hands them over
 (after a fresh settle delay); staging files of unfinished transfers are deleted at start.
+
+Abusive or forgotten connections: one that has not logged in within the login timeout is
+closed (asyncssh's ``login_timeout``); a logged-in connection that makes no SFTP request
+for the idle timeout is disconnected (`_IdleWatch`). Every request resets the idle timer,
+so an upload in progress (a stream of writes) is never cut.
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import functools
 import logging
 import os
 import posixpath
@@ -52,7 +58,7 @@ import secrets
 import stat
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum
@@ -100,6 +106,8 @@ _INTERNAL = ".tidegate"  # drop_root/.tidegate: staging and hand-over (never an 
 _CONNECTION_GRACE = 1.0  # seconds after a lost connection before its sessions are reaped
 _USED_NAMES_CACHE = 100_000  # per account
 MAX_OPEN_HANDLES = 64  # per SFTP session
+DEFAULT_LOGIN_TIMEOUT = 60.0  # seconds from connect to a completed login
+DEFAULT_IDLE_TIMEOUT = 300.0  # seconds without an SFTP request on a logged-in connection
 
 
 # ---------------------------------------------------------------------------- host key
@@ -178,6 +186,46 @@ class _Target:
     name: str | None = None
 
 
+class _IdleWatch:
+    """Disconnects a logged-in connection that made no SFTP request for `seconds`.
+
+    `touch` only stores the time (it runs on every request, writes included); the one timer
+    per connection re-arms itself for the remaining time when it finds a later request."""
+
+    __slots__ = ("_conn", "_handle", "_label", "_last", "_loop", "seconds")
+
+    def __init__(self, conn: asyncssh.SSHServerConnection, seconds: float, label: str) -> None:
+        self._conn = conn
+        self._label = label
+        self._loop = asyncio.get_running_loop()
+        self.seconds = seconds
+        self._last = self._loop.time()
+        self._handle: asyncio.TimerHandle | None = self._loop.call_later(seconds, self._check)
+
+    def touch(self) -> None:
+        self._last = self._loop.time()
+
+    def cancel(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+    def _check(self) -> None:
+        idle = self._loop.time() - self._last
+        if idle < self.seconds:
+            self._handle = self._loop.call_later(self.seconds - idle, self._check)
+            return
+        self._handle = None
+        log.info(
+            "SFTP connection %s closed: no SFTP request for %.0f s (idle timeout)",
+            self._label,
+            idle,
+        )
+        self._conn.disconnect(
+            asyncssh.DISC_BY_APPLICATION, f"idle for {self.seconds:.0f} s: closed by the server"
+        )
+
+
 class SftpDropServer:
     """A running SFTP drop server. Create it with `start_sftp_server`."""
 
@@ -191,8 +239,10 @@ class SftpDropServer:
         *,
         max_file_bytes: int | None = None,
         throttle: LoginThrottle | None = None,
+        idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
     ) -> None:
         self.throttle = throttle or LoginThrottle()
+        self.idle_timeout = idle_timeout  # <= 0: never
         self.accounts = accounts
         self.drop_root = drop_root.resolve()
         self.ingest = ingest
@@ -209,6 +259,7 @@ class SftpDropServer:
         self._used: dict[str, dict[str, None]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._connections: set[asyncssh.SSHServerConnection] = set()
+        self._idle: dict[asyncssh.SSHServerConnection, _IdleWatch] = {}
         self._acceptor: asyncssh.SSHAcceptor | None = None
         self._closing = False
         internal = self.drop_root / _INTERNAL
@@ -325,8 +376,21 @@ class SftpDropServer:
     def _connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
         self._connections.add(conn)
 
+    def _logged_in(self, conn: asyncssh.SSHServerConnection, label: str) -> None:
+        if self.idle_timeout > 0 and not self._closing:
+            self._idle[conn] = _IdleWatch(conn, self.idle_timeout, label)
+
+    def _request(self, conn: asyncssh.SSHServerConnection) -> None:
+        """An SFTP request arrived on `conn`: its idle timer starts again."""
+        watch = self._idle.get(conn)
+        if watch is not None:
+            watch.touch()
+
     def _connection_lost(self, conn: asyncssh.SSHServerConnection) -> None:
         self._connections.discard(conn)
+        watch = self._idle.pop(conn, None)
+        if watch is not None:
+            watch.cancel()
         # Safety net: asyncssh ends each SFTP session (closing its handles, then exit())
         # when the connection goes; anything still open after that is discarded.
         loop = asyncio.get_running_loop()
@@ -512,16 +576,33 @@ class _SshServer(asyncssh.SSHServer):
     def __init__(self, drop: SftpDropServer) -> None:
         self._drop = drop
         self._conn: asyncssh.SSHServerConnection | None = None
+        self._username = ""
+        self._logged_in = False
+
+    def _address(self) -> str:
+        peer = self._conn.get_extra_info("peername") if self._conn is not None else None
+        return str(peer[0]) if peer else ""
 
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
         self._conn = conn
         self._drop._connection_made(conn)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self._conn is None:
+            return
+        if not self._logged_in and exc is not None:
+            # asyncssh's login timer ends a connection that never logged in with
+            # "Login timeout expired"; half-open and abandoned connections end here
+            log.info("SFTP connection from %s closed before login: %s", self._address(), exc)
+        self._drop._connection_lost(self._conn)
+
+    def auth_completed(self) -> None:
+        self._logged_in = True
         if self._conn is not None:
-            self._drop._connection_lost(self._conn)
+            self._drop._logged_in(self._conn, f"{self._username!r} from {self._address()}")
 
     def begin_auth(self, username: str) -> bool:
+        self._username = username
         return True  # always require authentication (unknown users fail it)
 
     def password_auth_supported(self) -> bool:
@@ -529,8 +610,7 @@ class _SshServer(asyncssh.SSHServer):
 
     async def validate_password(self, username: str, password: str) -> bool:
         throttle = self._drop.throttle
-        peer = self._conn.get_extra_info("peername") if self._conn is not None else None
-        address = str(peer[0]) if peer else ""
+        address = self._address()
         verdict = throttle.check(address, username)
         if verdict.refused:
             log.warning(
@@ -611,7 +691,7 @@ class _DropSftp(asyncssh.SFTPServer):
         self.drop = drop
         self.account = account
         self.root = os.path.realpath(root)
-        self.conn = chan.get_connection()
+        self.conn = cast(asyncssh.SSHServerConnection, chan.get_connection())
         self._handles: dict[object, _Upload] = {}
         self._open_handles = 0
         self._exited = False
@@ -651,6 +731,9 @@ class _DropSftp(asyncssh.SFTPServer):
 
     def _upload(self, name: str) -> _Upload | None:
         return self.drop._uploads.get((self.account, name))
+
+    def _touch(self) -> None:
+        self.drop._request(self.conn)
 
     # -- open / write / close
 
@@ -765,6 +848,8 @@ class _DropSftp(asyncssh.SFTPServer):
 
     def close(self, file_obj: object) -> None:
         origin = _close_origin()
+        if origin != "session_end":
+            self._touch()
         self._open_handles = max(0, self._open_handles - 1)
         upload = self._handles.pop(file_obj, None)
         try:
@@ -996,6 +1081,28 @@ class _DropSftp(asyncssh.SFTPServer):
         self.drop._start_settle(upload)
 
 
+# Every request asyncssh passes to the server object restarts the connection's idle timer.
+# `close` touches it itself: a wrapper would hide its caller from `_close_origin`.
+_REQUESTS = (
+    "open", "open56", "read", "write", "stat", "lstat", "fstat", "setstat", "lsetstat",
+    "fsetstat", "scandir", "realpath", "remove", "rename", "posix_rename", "mkdir", "rmdir",
+    "readlink", "symlink", "link", "lock", "unlock", "statvfs", "fstatvfs", "fsync",
+)  # fmt: skip
+
+
+def _touching(method: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(method)
+    def request(self: _DropSftp, *args: Any) -> Any:
+        self._touch()
+        return method(self, *args)
+
+    return request
+
+
+for _name in _REQUESTS:
+    setattr(_DropSftp, _name, _touching(getattr(_DropSftp, _name)))
+
+
 # ---------------------------------------------------------------------------- start
 
 
@@ -1009,14 +1116,17 @@ async def start_sftp_server(
     host_key_path: Path,
     *,
     max_file_bytes: int | None = None,
-    login_timeout: float = 60.0,
+    login_timeout: float = DEFAULT_LOGIN_TIMEOUT,
+    idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
     throttle: LoginThrottle | None = None,
 ) -> SftpDropServer:
     """Starts the SFTP drop server; `port=0` picks a free port (see `.port`).
 
     Creates ``drop_root/<account>/{events,events-trigger}`` for every account, discards
     unfinished transfers of an earlier run, resumes its settling files and unsubmitted
-    claims, and generates the host key at `host_key_path` on first use.
+    claims, and generates the host key at `host_key_path` on first use. A connection is
+    closed when it has not logged in within `login_timeout` seconds, or made no SFTP
+    request for `idle_timeout` seconds once logged in (0 or less: never).
     """
     drop_root.mkdir(parents=True, exist_ok=True, mode=0o700)
     key = load_or_create_host_key(host_key_path)
@@ -1028,6 +1138,7 @@ async def start_sftp_server(
         key,
         max_file_bytes=max_file_bytes,
         throttle=throttle,
+        idle_timeout=idle_timeout,
     )
     for account in accounts:
         server._prepare_account(account)
@@ -1042,7 +1153,7 @@ async def start_sftp_server(
         agent_forwarding=False,
         x11_forwarding=False,
         kbdint_auth=False,
-        login_timeout=login_timeout,
+        login_timeout=max(0.0, login_timeout),
         keepalive_interval=30,
         keepalive_count_max=4,
     )
@@ -1051,10 +1162,13 @@ async def start_sftp_server(
     server.port = acceptor.get_port()
     server._recover()
     log.info(
-        "SFTP drop listening on %s:%d (host key %s, settle %.1fs)",
+        "SFTP drop listening on %s:%d (host key %s, settle %.1fs, login timeout %.0fs, "
+        "idle timeout %.0fs)",
         host,
         server.port,
         server.host_key_fingerprint,
         server.settle_seconds,
+        login_timeout,
+        idle_timeout,
     )
     return server

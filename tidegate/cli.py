@@ -107,6 +107,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--drain-seconds",
         help="on SIGTERM/SIGINT, how long in-flight HTTP requests may take to finish (default: 10)",
     )
+    r.add_argument(
+        "--login-timeout",
+        help="seconds an SFTP or FTP connection has to log in before it is closed (default: 60)",
+    )
+    r.add_argument(
+        "--idle-timeout",
+        help="seconds without an SFTP request or FTP command before a connection is closed"
+        " (default: 300)",
+    )
 
     w = sub.add_parser("worker", help="run a Faust worker of the Kafka runtime")
     # no defaults here: unset flags fall back to TIDEGATE_BROKER / _PARTITIONS / _STATE, read

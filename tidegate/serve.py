@@ -133,6 +133,8 @@ async def serve_connectors(
             ingest,
             opts.settle_seconds,
             data / "ssh_host_ed25519_key",
+            login_timeout=opts.login_timeout,
+            idle_timeout=opts.idle_timeout,
         )
         stack.push_async_callback(sftp.wait_closed)
         stack.callback(sftp.close)

@@ -39,6 +39,8 @@ FLAGS: dict[str, str] = {
     "TIDEGATE_FTP_ALLOW_PLAIN": "--ftp-allow-plain",
     "TIDEGATE_S3_INTERVAL": "--s3-interval",
     "TIDEGATE_DRAIN_SECONDS": "--drain-seconds",
+    "TIDEGATE_LOGIN_TIMEOUT": "--login-timeout",
+    "TIDEGATE_IDLE_TIMEOUT": "--idle-timeout",
     "TIDEGATE_BROKER": "--broker",
     "TIDEGATE_PARTITIONS": "--partitions",
     "TIDEGATE_STATE": "--state-dir",
@@ -92,6 +94,8 @@ class RunSettings:
     settle_seconds: float = 2.0  # after an upload completes, before it is handed over
     s3_interval: float = 30.0
     drain_seconds: float = 10.0
+    login_timeout: float = 60.0  # SFTP (and FTP, in `ftp`): seconds to log in (0: never)
+    idle_timeout: float = 300.0  # seconds without a request before a session is closed
     ftp: FtpSettings | None = field(default_factory=FtpSettings)  # None: no FTP drop
 
     NAMES: ClassVar[tuple[str, ...]] = tuple(
@@ -103,6 +107,8 @@ class RunSettings:
                 "TIDEGATE_SETTLE_SECONDS",
                 "TIDEGATE_S3_INTERVAL",
                 "TIDEGATE_DRAIN_SECONDS",
+                "TIDEGATE_LOGIN_TIMEOUT",
+                "TIDEGATE_IDLE_TIMEOUT",
                 *FtpSettings.NAMES,
             )
         )
@@ -117,6 +123,8 @@ class RunSettings:
             settle_seconds=read_float(values, "TIDEGATE_SETTLE_SECONDS", 2.0, minimum=0),
             s3_interval=read_float(values, "TIDEGATE_S3_INTERVAL", 30.0, minimum=0),
             drain_seconds=read_float(values, "TIDEGATE_DRAIN_SECONDS", 10.0, minimum=0),
+            login_timeout=read_float(values, "TIDEGATE_LOGIN_TIMEOUT", 60.0, minimum=0),
+            idle_timeout=read_float(values, "TIDEGATE_IDLE_TIMEOUT", 300.0, minimum=0),
             ftp=FtpSettings.from_values(values),
         )
 

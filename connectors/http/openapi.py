@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from connectors.http import errors
 from connectors.http.context import HttpLimits
 
 JSON = "application/json"
@@ -60,21 +61,50 @@ SECURITY: list[dict[str, list[str]]] = [
 ]
 
 
-def _errors(error_schema: str, *statuses: int) -> dict[str, Any]:
-    text = {
-        400: "Malformed request (invalid_payload, batch_too_large, invalid_parameter)",
-        401: "Missing or wrong credentials (unauthorized); nothing was stored",
-        404: "No such upload in this account (not_found)",
-        413: "Request body above the size limit (payload_too_large)",
-        415: "Unsupported Content-Encoding (unsupported_media_type)",
-        429: "Account over its records/s rate (rate_limited), or too many failed logins "
-        "(login_throttled)",
-        503: "The ingest is unavailable (unavailable); retry after Retry-After",
-    }
+# The codes each refusal may carry (`connectors/http/errors.py`), listed in the document as
+# `x-tidegate-codes`; the descriptions name them from the same table.
+ERROR_CODES: dict[int, tuple[str, ...]] = {
+    400: (errors.INVALID_PAYLOAD, errors.BATCH_TOO_LARGE, errors.INVALID_PARAMETER),
+    401: (errors.UNAUTHORIZED,),
+    404: (errors.NOT_FOUND,),
+    413: (errors.PAYLOAD_TOO_LARGE,),
+    415: (errors.UNSUPPORTED_MEDIA_TYPE,),
+    429: (errors.RATE_LIMITED, errors.LOGIN_THROTTLED),
+    503: (errors.UNAVAILABLE,),
+    507: (errors.INSUFFICIENT_STORAGE,),
+}
+_ERROR_TEXT = {
+    400: "Malformed request",
+    401: "Missing or wrong credentials; nothing was stored",
+    404: "No such upload in this account",
+    413: "Request body above the size limit",
+    415: "Unsupported Content-Encoding",
+    429: "Account over its records/s rate, or too many failed logins from this address or "
+    "for this account (the credentials were not checked); retry after Retry-After",
+    503: "The ingest is unavailable; retry after Retry-After",
+    507: "The data directory is full: nothing was stored; retry after Retry-After",
+}
+_WITH_RETRY_AFTER = (429, 503, 507)
+
+
+def _errors(error_schema: str, *statuses: int, rate_limited: bool = True) -> dict[str, Any]:
+    """The refusals of an operation. Every authenticated operation has 429 (a throttled
+    login); `rate_limited` (the records/s rate, only where records are submitted) adds its
+    code to the 429."""
     out: dict[str, Any] = {}
     for status in statuses:
-        headers = RETRY_AFTER if status in (429, 503) else None
-        out[str(status)] = _json(_ref(error_schema), text[status], headers)
+        codes = ERROR_CODES[status]
+        text = _ERROR_TEXT[status]
+        if status == 429 and not rate_limited:
+            codes = (errors.LOGIN_THROTTLED,)
+            text = (
+                "Too many failed logins from this address or for this account (the "
+                "credentials were not checked); retry after Retry-After"
+            )
+        headers = RETRY_AFTER if status in _WITH_RETRY_AFTER else None
+        response = _json(_ref(error_schema), f"{text} ({', '.join(codes)})", headers)
+        response["x-tidegate-codes"] = list(codes)
+        out[str(status)] = response
     return out
 
 
@@ -278,7 +308,7 @@ def build_openapi(limits: HttpLimits | None = None) -> dict[str, Any]:
                 },
                 "responses": {
                     "200": _json(_ref("CleverTapUploadResult"), "Per-record result", UPLOAD_ID),
-                    **_errors("CleverTapError", 400, 401, 413, 415, 429, 503),
+                    **_errors("CleverTapError", 400, 401, 413, 415, 429, 503, 507),
                 },
             }
         },
@@ -334,7 +364,7 @@ def build_openapi(limits: HttpLimits | None = None) -> dict[str, Any]:
                         "The event is rejected (its code), every event of an array is "
                         "rejected, or the request is malformed",
                     ),
-                    **_errors("Error", 401, 413, 415, 429, 503),
+                    **_errors("Error", 401, 413, 415, 429, 503, 507),
                 },
             }
         },
@@ -358,7 +388,7 @@ def build_openapi(limits: HttpLimits | None = None) -> dict[str, Any]:
                 ],
                 "responses": {
                     "200": _json(_ref("UploadList"), "Uploads"),
-                    **_errors("Error", 400, 401, 503),
+                    **_errors("Error", 400, 401, 429, 503, rate_limited=False),
                 },
             }
         },
@@ -370,7 +400,7 @@ def build_openapi(limits: HttpLimits | None = None) -> dict[str, Any]:
                 "parameters": [upload_id_param],
                 "responses": {
                     "200": _json(_ref("Upload"), "The upload"),
-                    **_errors("Error", 401, 404, 503),
+                    **_errors("Error", 401, 404, 429, 503, rate_limited=False),
                 },
             }
         },
@@ -391,7 +421,7 @@ def build_openapi(limits: HttpLimits | None = None) -> dict[str, Any]:
                             "application/octet-stream": {"schema": {"type": "string"}},
                         },
                     },
-                    **_errors("Error", 401, 404, 503),
+                    **_errors("Error", 401, 404, 429, 503, rate_limited=False),
                 },
             }
         },
@@ -412,7 +442,7 @@ def build_openapi(limits: HttpLimits | None = None) -> dict[str, Any]:
                         },
                         "Sources",
                     ),
-                    **_errors("Error", 401, 503),
+                    **_errors("Error", 401, 429, 503, rate_limited=False),
                 },
             }
         },

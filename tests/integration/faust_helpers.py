@@ -425,3 +425,18 @@ def outcome_set(records: list[Any]) -> tuple[set[Outcome], Counter[str]]:
 
 def header_ids(records: list[Any]) -> Counter[str]:
     return Counter(dict(r.headers)["event_id"].decode() for r in records)
+
+
+# --------------------------------------------------------------------------- topics
+
+
+def ensure_topics(bootstrap: str, topics: Topics) -> None:
+    """Creates the runtime's topics (PARTITIONS each) before anything is produced."""
+    from streams.kafka import topics as T
+
+    asyncio.run(T.ensure_topics(bootstrap, topics, PARTITIONS))
+
+
+def outcomes_of(value: bytes) -> int:
+    """How many records' outcomes one message of the outcomes topic carries."""
+    return len(outcome_records(orjson.loads(value)))

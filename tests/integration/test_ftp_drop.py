@@ -14,6 +14,7 @@ import io
 import shutil
 import ssl
 import subprocess
+import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -447,6 +448,42 @@ async def test_password_guessing_is_throttled_per_address_without_locking_out_an
         assert refused.startswith("530") and "try again later" in refused
         # ...while the rightful user on another address gets in
         assert await asyncio.to_thread(attempt, alice.password, "127.0.0.2") == "logged in"
+    finally:
+        await e.ftp.aclose()
+        await e.sftp.aclose()
+
+
+async def test_an_idle_connection_is_closed_while_an_older_one_keeps_sending_commands(
+    tmp_path: Path,
+) -> None:
+    # pyftpdlib 2.2.0 alone never closes the idle connection here: the busy one's timer,
+    # moved in place on every command, stays on top of the scheduler's heap and hides the
+    # idle one's (no login timer pops in between to reorder the heap).
+    e = await _env(tmp_path, RecordingIngest(), login_timeout=0, idle_timeout=1.5)
+
+    def run() -> str:
+        busy = e.login()
+        idle = e.login()
+        answer: list[str] = []
+
+        def wait_idle() -> None:
+            try:
+                idle.getresp()
+            except ftplib.error_temp as exc:
+                answer.append(str(exc))
+
+        waiter = threading.Thread(target=wait_idle)
+        waiter.start()
+        # bounded: pytest's timeout; without the fix the loop would not end
+        while waiter.is_alive():
+            busy.voidcmd("NOOP")
+            waiter.join(0.2)
+        busy.quit()
+        idle.close()
+        return answer[0] if answer else ""
+
+    try:
+        assert (await asyncio.to_thread(run)).startswith("421 Control connection timed out")
     finally:
         await e.ftp.aclose()
         await e.sftp.aclose()

@@ -59,5 +59,9 @@ def test_a_bad_value_names_its_variable_even_with_the_drop_off(name: str, text: 
 
 
 def test_names_lists_exactly_what_from_values_reads() -> None:
-    values = {name: "" for name in FtpSettings.NAMES} | {"TIDEGATE_FTP_PORT": "21"}
+    values = {name: "" for name in FtpSettings.NAMES} | {
+        "TIDEGATE_FTP_PORT": "21",
+        "TIDEGATE_LOGIN_TIMEOUT": "5",
+        "TIDEGATE_IDLE_TIMEOUT": "5",
+    }
     assert names_read(FtpSettings.from_values, values) == set(FtpSettings.NAMES)
