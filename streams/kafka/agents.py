@@ -166,6 +166,10 @@ def register(
             async with guard:
                 settled = eos.settled.is_set()
                 by_partition: dict[int, list[Any]] = {}
+                # admitted offsets become `done` (and so committable) only once their
+                # partition's work is done: a cancelled batch must not commit past records
+                # that produced nothing
+                admitted: dict[Any, int] = {}
                 for event, generation in taken:
                     message = event.message
                     partition = message.partition
@@ -175,7 +179,7 @@ def register(
                     if app.in_transaction and partition not in eos.open:
                         continue  # not ours any more (or stopping): left alone
                     tp = message.tp
-                    done = eos.done.get(tp)
+                    done = admitted.get(tp, eos.done.get(tp))
                     # our count of rebalances covers events taken before one; the message's
                     # consumer generation covers events fetched before one and taken after
                     held = generation != eos.generation or getattr(
@@ -189,10 +193,16 @@ def register(
                         if debug:
                             log.warning("held %s: %s after %s", tp, message.offset, done)
                         continue
-                    eos.done[tp] = message.offset
+                    admitted[tp] = message.offset
                     by_partition.setdefault(partition, []).append(event)
                 for partition, events in by_partition.items():
-                    await work(partition, events)
+                    try:
+                        await work(partition, events)
+                    except BaseException as error:
+                        eos.interrupt(partition, error)
+                        raise
+                    for tp in {event.message.tp for event in events}:
+                        eos.done[tp] = admitted[tp]
                     eos.stats.messages += len(events)
                     if metrics is not None:
                         metrics.consumed(events[0].message.topic, len(events))

@@ -107,6 +107,10 @@ class ExactlyOnce:
         # the offset last committed per input topic-partition (the next one to read)
         self.committed: dict[Any, int] = {}
         self.generation = 0  # rebalances seen
+        # partitions whose batch was cancelled half done (outputs sent, state written, its
+        # offsets not): their transaction must never commit; the next owner's producer
+        # fences and aborts it, and reads the records again from the committed offset
+        self.interrupted: set[int] = set()
         self.stats = WorkerStats()
 
     def install(self) -> None:
@@ -211,6 +215,14 @@ class ExactlyOnce:
             # was in the changelog it had not read yet, so they never completed)
         log.warning("transactional producers for partitions %s", sorted(owned))
 
+    def interrupt(self, partition: int, error: BaseException) -> None:
+        """A batch's work on `partition` did not finish. Cancelled (the worker stops): the
+        partition is never committed again by this process. Anything else is fatal."""
+        self.interrupted.add(partition)
+        if not isinstance(error, asyncio.CancelledError):
+            fatal("a batch's work failed half done", error)
+        log.warning("partition %s: a batch was cancelled half done; not committed", partition)
+
     def producer_for(self, partition: int) -> Any:
         producer = self.producers.get(partition)
         if producer is None or partition not in self.open:
@@ -231,7 +243,9 @@ class ExactlyOnce:
                 following = offset + 1
                 if tp.topic in self.sources and self.committed.get(tp) != following:
                     by_partition.setdefault(tp.partition, {})[tp] = following
-            partitions = set(by_partition) | set(self.store.dirty) | self.touched
+            partitions = (
+                set(by_partition) | set(self.store.dirty) | self.touched
+            ) - self.interrupted
             if not partitions:
                 return False
             ordered = sorted(partitions)
@@ -244,6 +258,13 @@ class ExactlyOnce:
                     )
                 )
             except Exception as error:
+                if getattr(self.app, "should_stop", False):
+                    # A stopping worker skips Faust's revocation commit, so its partitions'
+                    # new owners may fence it before this last commit: the transaction is
+                    # aborted and the owners read on from the last committed offsets, so
+                    # nothing is lost or doubled; the stop is a normal one, not exit 70.
+                    log.warning("the last commit while stopping failed (fenced?): %r", error)
+                    return False
                 fatal("committing a transaction failed", error)
             for p, committed in zip(ordered, results, strict=True):
                 if committed:
