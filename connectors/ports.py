@@ -241,3 +241,43 @@ class UploadLedger(Protocol):
         """Rejected rows decided elsewhere (the Kafka workers' dead letters) and the position
         read up to in `source`, stored together."""
         ...
+
+
+class LedgerHistory:
+    """The history half of the connectors' port answered from an `UploadLedger`: the two
+    runtimes decide uploads differently but keep and read their history the same way."""
+
+    ledger: UploadLedger
+
+    async def list_uploads(self, account: str | None = None, limit: int = 100) -> list[UploadView]:
+        return await self.ledger.list_uploads(account, limit)
+
+    async def get_upload(self, upload_id: str) -> UploadView | None:
+        return await self.ledger.get_upload(upload_id)
+
+    async def page_uploads(
+        self,
+        account: str | None,
+        limit: int,
+        *,
+        before: int | None = None,
+        status: str | None = None,
+        name: str | None = None,
+    ) -> tuple[list[UploadView], int | None]:
+        return await self.ledger.page_uploads(
+            account, limit, before=before, status=status, name=name
+        )
+
+    async def rejections(self, upload_id: str, limit: int = 500) -> list[RejectedRow]:
+        return await self.ledger.rejections(upload_id, limit)
+
+    async def dead_letters(
+        self, account: str, *, code: str | None = None, limit: int = 100, offset: int = 0
+    ) -> list[DeadLetter]:
+        return await self.ledger.dead_letters(account, code=code, limit=limit, offset=offset)
+
+    async def dead_letter_codes(self, account: str) -> dict[str, int]:
+        return await self.ledger.dead_letter_codes(account)
+
+    async def feedback(self, upload_id: str) -> tuple[str, bytes] | None:
+        return await self.ledger.feedback(upload_id)

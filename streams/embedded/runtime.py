@@ -12,8 +12,14 @@ from typing import Any
 
 import orjson
 
-from connectors.ports import DeadLetter, FileUpload, LineVerdict, Receipt, StorageFull, UploadView
-from streams.core.feedback import RejectedRow
+from connectors.ports import (
+    FileUpload,
+    LedgerHistory,
+    LineVerdict,
+    Receipt,
+    StorageFull,
+    UploadView,
+)
 from streams.core.records import RawRecord, SourceKind
 from streams.core.status import FINAL_STATUSES as FINAL
 from streams.core.timeparse import from_iso, to_iso
@@ -26,8 +32,10 @@ from streams.embedded.ledger import Ledger
 log = logging.getLogger("tidegate.embedded")
 
 
-class EmbeddedRuntime:
+class EmbeddedRuntime(LedgerHistory):
     """One process, no broker: uploads are queued in SQLite and decided by one engine thread."""
+
+    ledger: Ledger  # the SQLite ledger itself: the runtime writes uploads through it
 
     def __init__(
         self,
@@ -221,36 +229,6 @@ class EmbeddedRuntime:
     async def find_upload(self, account: str, filename: str) -> UploadView | None:
         return await self.ledger.find_upload(account, filename)
 
-    async def list_uploads(self, account: str | None = None, limit: int = 100) -> list[UploadView]:
-        return await self.ledger.list_uploads(account, limit)
-
-    async def get_upload(self, upload_id: str) -> UploadView | None:
-        return await self.ledger.get_upload(upload_id)
-
-    async def page_uploads(
-        self,
-        account: str | None,
-        limit: int,
-        *,
-        before: int | None = None,
-        status: str | None = None,
-        name: str | None = None,
-    ) -> tuple[list[UploadView], int | None]:
-        return await self.ledger.page_uploads(
-            account, limit, before=before, status=status, name=name
-        )
-
-    async def rejections(self, upload_id: str, limit: int = 500) -> list[RejectedRow]:
-        return await self.ledger.rejections(upload_id, limit)
-
-    async def dead_letters(
-        self, account: str, *, code: str | None = None, limit: int = 100, offset: int = 0
-    ) -> list[DeadLetter]:
-        return await self.ledger.dead_letters(account, code=code, limit=limit, offset=offset)
-
-    async def dead_letter_codes(self, account: str) -> dict[str, int]:
-        return await self.ledger.dead_letter_codes(account)
-
     async def explain_line(self, upload_id: str, file: str, line: int) -> LineVerdict | None:
         view = await self.ledger.get_upload(upload_id)
         if view is None or line < 1:
@@ -282,6 +260,3 @@ class EmbeddedRuntime:
             "duplicate", None, "a duplicate of a record already accepted", False,
             "a duplicate never triggers",
         )  # fmt: skip
-
-    async def feedback(self, upload_id: str) -> tuple[str, bytes] | None:
-        return await self.ledger.feedback(upload_id)

@@ -22,15 +22,14 @@ import orjson
 
 from connectors.ports import (
     CollectedRejection,
-    DeadLetter,
     FileUpload,
     IngestUnavailable,
+    LedgerHistory,
     LineVerdict,
     Receipt,
     UploadLedger,
     UploadView,
 )
-from streams.core.feedback import RejectedRow
 from streams.core.records import RawRecord, SourceKind
 from streams.core.status import FINAL_STATUSES as FINAL
 from streams.core.timeparse import to_iso
@@ -70,7 +69,7 @@ def rejection_of(value: bytes, headers: list[tuple[str, bytes]]) -> CollectedRej
     return (upload_id, file, source["line"], code, message, raw, header)
 
 
-class KafkaIngest:
+class KafkaIngest(LedgerHistory):
     """The Ingest port over Kafka, with a local ledger for names, history and waiting."""
 
     def __init__(
@@ -367,36 +366,6 @@ class KafkaIngest:
             assert view is not None
         return view
 
-    async def list_uploads(self, account: str | None = None, limit: int = 100) -> list[UploadView]:
-        return await self.ledger.list_uploads(account, limit)
-
-    async def get_upload(self, upload_id: str) -> UploadView | None:
-        return await self.ledger.get_upload(upload_id)
-
-    async def page_uploads(
-        self,
-        account: str | None,
-        limit: int,
-        *,
-        before: int | None = None,
-        status: str | None = None,
-        name: str | None = None,
-    ) -> tuple[list[UploadView], int | None]:
-        return await self.ledger.page_uploads(
-            account, limit, before=before, status=status, name=name
-        )
-
-    async def rejections(self, upload_id: str, limit: int = 500) -> list[RejectedRow]:
-        return await self.ledger.rejections(upload_id, limit)
-
-    async def dead_letters(
-        self, account: str, *, code: str | None = None, limit: int = 100, offset: int = 0
-    ) -> list[DeadLetter]:
-        return await self.ledger.dead_letters(account, code=code, limit=limit, offset=offset)
-
-    async def dead_letter_codes(self, account: str) -> dict[str, int]:
-        return await self.ledger.dead_letter_codes(account)
-
     async def explain_line(self, upload_id: str, file: str, line: int) -> LineVerdict | None:
         if await self.ledger.get_upload(upload_id) is None or line < 1:
             return None
@@ -406,6 +375,3 @@ class KafkaIngest:
             return LineVerdict("rejected", code, message, False, "a rejected line never triggers")
         # The accepted outcomes are on the Kafka topics, which the connectors do not index.
         return LineVerdict("unknown", None, "not available with the Kafka runtime", False, None)
-
-    async def feedback(self, upload_id: str) -> tuple[str, bytes] | None:
-        return await self.ledger.feedback(upload_id)
