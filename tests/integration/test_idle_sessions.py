@@ -13,7 +13,6 @@ import re
 import socket
 import ssl
 import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -24,6 +23,15 @@ from pathlib import Path
 
 import asyncssh
 import pytest
+
+from tests.integration.run_helpers import (
+    ftp_port,
+    read_welcome,
+    sftp_login,
+    sftp_port,
+    start_run,
+    stop_run,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -72,53 +80,19 @@ def _start(tmp: Path, login_timeout: float, idle_timeout: float) -> Running:
     data = tmp / "data"
     log = tmp / "run.log"
     with log.open("w") as err:
-        proc = subprocess.Popen(
-            [
-                *(sys.executable, "-m", "tidegate.cli", "run", "--data", str(data)),
-                *("--sftp-port", "0", "--ftp-port", "0", "--http-port", "0"),
-                *("--settle", "0.2"),
-                *("--login-timeout", str(login_timeout), "--idle-timeout", str(idle_timeout)),
-            ],
-            stdout=subprocess.PIPE,
+        proc = start_run(
+            data,
+            *("--settle", "0.2"),
+            *("--login-timeout", str(login_timeout), "--idle-timeout", str(idle_timeout)),
             stderr=err,
-            text=True,
         )
-    text = _read_welcome(proc, time.monotonic() + 60)
-    creds = re.search(r"SFTP user (\S+)\s+password (\S+)", text)
-    sftp_port = re.search(r"sftp -P (\d+)", text)
-    ftp_port = re.search(r"ftp://127\.0\.0\.1:(\d+)/", text)
-    assert creds and sftp_port and ftp_port, text
-    return Running(proc, data, log, int(sftp_port[1]), int(ftp_port[1]), creds[1], creds[2])
-
-
-def _read_welcome(proc: subprocess.Popen[str], deadline: float) -> str:
-    """The welcome up to its last line (a thread reads: a silent process cannot block)."""
-    assert proc.stdout is not None
-    stdout = proc.stdout
-    lines: list[str] = []
-    finished = threading.Event()
-
-    def read() -> None:
-        for line in stdout:
-            lines.append(line)
-            if "tidegate uploads" in line:
-                break
-        finished.set()
-
-    threading.Thread(target=read, daemon=True).start()
-    finished.wait(max(0.0, deadline - time.monotonic()))
-    text = "".join(lines)
-    assert finished.is_set() and "tidegate uploads" in text, f"run did not start:\n{text}"
-    return text
+    text = read_welcome(proc)
+    user, password = sftp_login(text)
+    return Running(proc, data, log, sftp_port(text), ftp_port(text), user, password)
 
 
 def _stop(running: Running) -> None:
-    running.proc.terminate()
-    try:
-        running.proc.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        running.proc.kill()
-        running.proc.wait(30)
+    stop_run(running.proc, 60)
 
 
 @pytest.fixture
