@@ -315,6 +315,19 @@ def register(
                 # a failed pass leaves what it did not expire to a later pass.
                 log.exception("state expiry failed on partition %s", partition)
 
+    async def finish_batch(
+        partition: int, tally: Tally, outs: list[Out], forwards: dict[int, list[Hop]]
+    ) -> None:
+        """The end of every stage batch: due dedup keys expired (once per batch, outside
+        any record's guard), then the hops, the tallies and the outputs sent together."""
+        expire_due(partition, clock())
+        outs.extend(hop_messages(forwards, topics))
+        decided = tally.outcome_counts()
+        outs.extend(tally.messages(partitions))
+        await publish(outs, partition)
+        if metrics is not None:
+            metrics.decided(decided)
+
     async def _raw_batch(partition: int, events: list[Any]) -> None:
         """Takes the raw records of one partition into stage 1 in offset order (each sees
         the state written by the ones before it), then sends the outputs, one hop message
@@ -342,13 +355,7 @@ def register(
                     outs.extend(failure_outputs(data, raw, error, tally))
                 except Exception:  # pragma: no cover - last resort
                     log.exception("could not even dead-letter a record")
-        expire_due(partition, clock())
-        outs.extend(hop_messages(forwards, topics))
-        decided = tally.outcome_counts()
-        outs.extend(tally.messages(partitions))
-        await publish(outs, partition)
-        if metrics is not None:
-            metrics.decided(decided)
+        await finish_batch(partition, tally, outs, forwards)
 
     async def _keyed_batch(partition: int, events: list[Any]) -> None:
         """The hop messages of one partition of `events.by_key`, in offset order, and the
@@ -375,13 +382,7 @@ def register(
                     )
                     continue
                 advance(hop, partition, now, tally, outs, forwards)
-        expire_due(partition, clock())
-        outs.extend(hop_messages(forwards, topics))
-        decided = tally.outcome_counts()
-        outs.extend(tally.messages(partitions))
-        await publish(outs, partition)
-        if metrics is not None:
-            metrics.decided(decided)
+        await finish_batch(partition, tally, outs, forwards)
 
     @app.agent(announce_topic, concurrency=1, name="tidegate.announce")  # type: ignore[untyped-decorator]
     async def announce_agent(stream: Any) -> None:

@@ -142,17 +142,22 @@ class KafkaIngest(LedgerHistory):
                 "producing upload %s failed; it is produced again on restart", row.upload_id
             )
 
-    async def _follow_statuses(self) -> None:
+    def _reader(self, *topics: str) -> Any:
+        """A consumer of committed records from the start, without a group (this process
+        keeps its own position: the ledger)."""
         from aiokafka import AIOKafkaConsumer
 
-        consumer = AIOKafkaConsumer(
-            self.topics.status,
+        return AIOKafkaConsumer(
+            *topics,
             bootstrap_servers=self.bootstrap,
             enable_auto_commit=False,
             isolation_level="read_committed",
             auto_offset_reset="earliest",
             group_id=None,
         )
+
+    async def _follow_statuses(self) -> None:
+        consumer = self._reader(self.topics.status)
         await consumer.start()
         try:
             async for record in consumer:
@@ -216,16 +221,10 @@ class KafkaIngest(LedgerHistory):
         """The rejected rows of this connector's uploads, from the dead-letter topic into the
         ledger, with the position read up to in the same transaction (no row is lost or
         collected twice across restarts)."""
-        from aiokafka import AIOKafkaConsumer, TopicPartition
+        from aiokafka import TopicPartition
 
         topic = self.topics.deadletter
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap,
-            enable_auto_commit=False,
-            isolation_level="read_committed",
-            auto_offset_reset="earliest",
-            group_id=None,
-        )
+        consumer = self._reader()
         await consumer.start()
         try:
             numbers = sorted(await self._producer.partitions_for(topic))
