@@ -118,8 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     w = sub.add_parser("worker", help="run a Faust worker of the Kafka runtime")
-    # no defaults here: unset flags fall back to TIDEGATE_BROKER / _PARTITIONS / _STATE, read
-    # once with every other worker setting (tidegate/kafka_cli.py, streams/kafka/settings.py)
+    # no defaults here: an unset flag falls back to TIDEGATE_BROKER / _PARTITIONS / _STATE /
+    # _METRICS_PORT or the settings file, read once into Settings.kafka (tidegate/settings.py)
+
     w.add_argument("--broker", help="kafka://HOST:PORT (default kafka://127.0.0.1:9092)")
     w.add_argument("--partitions", help="partitions of every topic (default 8)")
     w.add_argument("--state-dir", help="the worker's RocksDB tables (default data/faust)")
@@ -198,7 +199,7 @@ def tune_gc() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:  # the one place that reads the environment (the worker's Kafka flags aside)
+    try:  # the one place that reads the environment
         settings = build_settings(args, os.environ, args.settings_file)
     except SettingsError as bad:
         print(f"tidegate: {bad}", file=sys.stderr)
