@@ -15,6 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from streams.kafka.faust_store import STATE_TABLES
+
 DEFAULT_PARTITIONS = 8
 
 # Outputs keep 7 days by default (consumers re-read within that); status is compacted.
@@ -97,16 +99,8 @@ def bootstrap_of(broker: str) -> str:
     return ",".join(p.split("://", 1)[-1] for p in parts)
 
 
-CHANGELOG_TABLES = (
-    "identity",
-    "seen",
-    "seen_expiry",
-    "dedup",
-    "dedup_expiry",
-    "catalog_types",
-    "catalog_props",
-    "uploads",
-)
+# the core's state tables, and the status agent's count of each upload
+CHANGELOG_TABLES = (*STATE_TABLES, "uploads")
 
 
 def changelog_topics(app_id: str) -> dict[str, Mapping[str, str]]:
