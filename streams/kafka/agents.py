@@ -187,6 +187,8 @@ def register(
                     ) != getattr(app, "consumer_generation_id", None)
                     admission = admit(done, message.offset, held)
                     if admission is Admission.REDELIVERY:
+                        if debug:
+                            log.warning("redelivered %s: %s after %s", tp, message.offset, done)
                         event.ack()
                         continue
                     if admission is Admission.LEAVE:

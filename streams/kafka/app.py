@@ -30,7 +30,11 @@ def create_app(config: WorkerConfig, metrics: WorkerMetrics | None = None) -> An
     kafka = config.kafka
     if kafka.exactly_once:
         faust_patches.use_end_offsets_for_highwaters()
+    faust_patches.DEBUG_DELIVERY = kafka.debug_eos
     faust_patches.deliver_each_fetch_in_one_task()
+    faust_patches.reread_what_recovery_seeks()
+    faust_patches.recover_until_applied()
+    faust_patches.resume_streams_after_seek()
 
     fixed = config.now
 
