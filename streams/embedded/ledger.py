@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -35,6 +37,8 @@ from streams.core.upload import UploadRow
 from streams.core.upload import duplicate_filename as refuse_duplicate
 from streams.embedded.datadir import is_disk_full
 from streams.embedded.schema import connect
+
+log = logging.getLogger("tidegate.ledger")
 
 _VIEW_COLUMNS = (
     "upload_id, account, filename, kind, dialect, status, received_at, finished_at, trigger, "
@@ -115,11 +119,17 @@ class Ledger:
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
         """A write transaction; a busy or failing database is a retriable IngestUnavailable,
-        never a half-written submission."""
+        never a half-written submission.
+
+        A caller that gives up (cancelled: the HTTP API's submit timeout) gets its
+        cancellation with nothing stored while the COMMIT is not sent yet; once it is sent
+        the transaction is stored and completes, so no caller answers 503 for a stored
+        submission (``asyncio.wait_for`` returns the result of a task that completes)."""
         if self._db is None or self.closed:
             raise IngestUnavailable("the runtime is not running", retry_after=5)
         async with self._lock:
             db = self._db
+            started = time.monotonic()
             begin = asyncio.ensure_future(db.execute("BEGIN IMMEDIATE"))
             try:
                 await asyncio.shield(begin)
@@ -131,12 +141,22 @@ class Ledger:
                     await db.execute("ROLLBACK")
                 raise
             except sqlite3.OperationalError as busy:
+                log.warning(
+                    "the ledger answered busy after waiting %.1f s for the write lock: %s (%s)",
+                    time.monotonic() - started,
+                    busy,
+                    busy.sqlite_errorname,
+                )
                 raise IngestUnavailable(
                     f"the ledger is busy: {busy} ({busy.sqlite_errorname})", retry_after=1
                 ) from busy
             try:
                 yield db
-                await db.execute("COMMIT")
+                commit = asyncio.ensure_future(db.execute("COMMIT"))
+                try:
+                    await asyncio.shield(commit)
+                except asyncio.CancelledError:
+                    await commit  # sent: it is stored (or fails) whatever the caller does
             except sqlite3.OperationalError as failure:
                 if db.in_transaction:
                     await db.execute("ROLLBACK")
@@ -144,7 +164,8 @@ class Ledger:
                     raise StorageFull(f"no space left for the ledger: {failure}") from failure
                 raise IngestUnavailable(f"the ledger failed: {failure}", retry_after=1) from failure
             except BaseException:
-                await db.execute("ROLLBACK")
+                if db.in_transaction:
+                    await db.execute("ROLLBACK")
                 raise
 
     @staticmethod

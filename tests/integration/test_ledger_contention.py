@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -90,3 +91,32 @@ async def test_a_submission_cancelled_while_it_waits_for_the_lock_applies_nothin
     assert receipt.upload_id == "next"
     assert (await runtime.wait("next", timeout=30)).status == "success"
     assert await runtime.get_upload("given-up") is None
+
+
+async def test_a_submission_given_up_on_after_its_commit_is_sent_is_stored_and_answered(
+    runtime: EmbeddedRuntime,
+) -> None:
+    """Given up on (cancelled) while SQLite runs its COMMIT: the submission is stored, so
+    the caller gets its receipt, not a 503 (it was answered 500, stored and never decided
+    until a restart)."""
+    committing, go_on = threading.Event(), threading.Event()
+
+    def on_statement(sql: str) -> None:  # in the ledger's writer thread
+        if sql == "COMMIT":
+            committing.set()
+            go_on.wait()
+
+    await runtime.ledger.db.set_trace_callback(on_statement)
+    submission = asyncio.ensure_future(
+        runtime.submit_records("acme", "api:/events", _records("late", 2))
+    )
+    try:
+        await asyncio.to_thread(committing.wait)
+        submission.cancel()
+        await asyncio.sleep(0)  # the cancellation is delivered
+    finally:
+        go_on.set()
+    receipt = await submission
+    assert receipt.upload_id == "late"
+    await runtime.ledger.db.set_trace_callback(None)
+    assert (await runtime.wait("late", timeout=30)).status == "success"
