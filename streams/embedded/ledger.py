@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -36,6 +38,8 @@ from streams.core.upload import duplicate_filename as refuse_duplicate
 from streams.embedded.datadir import is_disk_full
 from streams.embedded.schema import connect
 
+log = logging.getLogger("tidegate.ledger")
+
 _VIEW_COLUMNS = (
     "upload_id, account, filename, kind, dialect, status, received_at, finished_at, trigger, "
     "counts, warnings, fatal"
@@ -49,13 +53,34 @@ def duplicate_filename(upload: FileUpload) -> Rejection:
     return refuse_duplicate(upload.account, upload.filename)
 
 
+def _rejected_row(r: Any) -> RejectedRow:
+    return RejectedRow(r[0], r[1], r[2], r[3], r[4], tuple(orjson.loads(r[5])) if r[5] else None)
+
+
+# How long a write waits for SQLite's write lock (the engine commits a batch in one
+# transaction) before the ledger answers busy (HTTP 503): shorter than the HTTP API's
+# submit timeout (30 s), so a long wait ends in the ledger's own answer, never in a
+# cancellation half-way through a transaction.
+WRITE_WAIT_MS = 20_000
+
+
 class Ledger:
-    """One aiosqlite connection; write transactions never interleave on it."""
+    """Two aiosqlite connections to the database: one writes, one reads.
+
+    The writer runs one transaction at a time and waits for SQLite's write lock (the
+    busy timeout). SQLite does not wait (no busy handler: SQLITE_BUSY or
+    SQLITE_BUSY_SNAPSHOT at once) when the connection that asks for the lock holds a read
+    snapshot, and a query on an aiosqlite connection holds one across awaits, from its
+    first row until it is fetched to the end. So no query runs on the writer, and each
+    query on the reader is fetched whole in one call: no read holds a snapshot between
+    awaits, and none sees a transaction before it commits.
+    """
 
     def __init__(self, path: Path, progress: Progress | None = None) -> None:
         self.path = path
         self.progress = progress
         self._db: aiosqlite.Connection | None = None
+        self._reader: aiosqlite.Connection | None = None
         self._lock = asyncio.Lock()
         self.closed = False
 
@@ -63,35 +88,75 @@ class Ledger:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         connect(str(self.path)).close()  # schema in place
         self._db = await aiosqlite.connect(self.path, isolation_level=None)
-        await self._db.execute("PRAGMA busy_timeout=30000")
+        await self._db.execute(f"PRAGMA busy_timeout={WRITE_WAIT_MS}")
         await self._db.execute("PRAGMA synchronous=FULL")  # an acknowledged API call is on disk
+        self._reader = await aiosqlite.connect(self.path, isolation_level=None)
+        await self._reader.execute(f"PRAGMA busy_timeout={WRITE_WAIT_MS}")
+        await self._reader.execute("PRAGMA query_only=ON")
 
     async def close(self) -> None:
         self.closed = True
-        if self._db is not None:
-            await self._db.close()
-            self._db = None
+        for conn in (self._reader, self._db):
+            if conn is not None:
+                await conn.close()
+        self._db = self._reader = None
 
     @property
     def db(self) -> aiosqlite.Connection:
+        """The writing connection: for `transaction` only (see the class)."""
         assert self._db is not None, "open() the ledger first"
         return self._db
+
+    async def _rows(self, query: str, args: Sequence[Any] = ()) -> list[Any]:
+        """Every row of a query on the reading connection, fetched in one call."""
+        assert self._reader is not None, "open() the ledger first"
+        return list(await self._reader.execute_fetchall(query, args))
+
+    async def _row(self, query: str, args: Sequence[Any] = ()) -> Any | None:
+        rows = await self._rows(query, args)
+        return rows[0] if rows else None
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
         """A write transaction; a busy or failing database is a retriable IngestUnavailable,
-        never a half-written submission."""
+        never a half-written submission.
+
+        A caller that gives up (cancelled: the HTTP API's submit timeout) gets its
+        cancellation with nothing stored while the COMMIT is not sent yet; once it is sent
+        the transaction is stored and completes, so no caller answers 503 for a stored
+        submission (``asyncio.wait_for`` returns the result of a task that completes)."""
         if self._db is None or self.closed:
             raise IngestUnavailable("the runtime is not running", retry_after=5)
         async with self._lock:
             db = self._db
+            started = time.monotonic()
+            begin = asyncio.ensure_future(db.execute("BEGIN IMMEDIATE"))
             try:
-                await db.execute("BEGIN IMMEDIATE")
+                await asyncio.shield(begin)
+            except asyncio.CancelledError:
+                # The BEGIN runs in aiosqlite's thread all the same: end the transaction it
+                # may open before another caller gets the connection.
+                with contextlib.suppress(sqlite3.Error):
+                    await begin
+                    await db.execute("ROLLBACK")
+                raise
             except sqlite3.OperationalError as busy:
-                raise IngestUnavailable(f"the ledger is busy: {busy}", retry_after=1) from busy
+                log.warning(
+                    "the ledger answered busy after waiting %.1f s for the write lock: %s (%s)",
+                    time.monotonic() - started,
+                    busy,
+                    busy.sqlite_errorname,
+                )
+                raise IngestUnavailable(
+                    f"the ledger is busy: {busy} ({busy.sqlite_errorname})", retry_after=1
+                ) from busy
             try:
                 yield db
-                await db.execute("COMMIT")
+                commit = asyncio.ensure_future(db.execute("COMMIT"))
+                try:
+                    await asyncio.shield(commit)
+                except asyncio.CancelledError:
+                    await commit  # sent: it is stored (or fails) whatever the caller does
             except sqlite3.OperationalError as failure:
                 if db.in_transaction:
                     await db.execute("ROLLBACK")
@@ -99,7 +164,8 @@ class Ledger:
                     raise StorageFull(f"no space left for the ledger: {failure}") from failure
                 raise IngestUnavailable(f"the ledger failed: {failure}", retry_after=1) from failure
             except BaseException:
-                await db.execute("ROLLBACK")
+                if db.in_transaction:
+                    await db.execute("ROLLBACK")
                 raise
 
     @staticmethod
@@ -165,10 +231,10 @@ class Ledger:
             )
 
     async def unfinished(self) -> list[str]:
-        async with self.db.execute(
+        rows = await self._rows(
             "SELECT upload_id FROM uploads WHERE status IN ('queued', 'processing') ORDER BY seq"
-        ) as cursor:
-            return [r[0] for r in await cursor.fetchall()]
+        )
+        return [r[0] for r in rows]
 
     async def record_status(self, doc: dict[str, Any]) -> None:
         """Stores a status another process decided (the Kafka workers' status agent)."""
@@ -190,12 +256,11 @@ class Ledger:
     async def file_row(self, upload_id: str) -> UploadRow | None:
         """A file upload as it was registered (the Kafka ingest produces it again after a
         restart)."""
-        async with self.db.execute(
+        r = await self._row(
             "SELECT account, filename, dialect, path, trigger, received_at FROM uploads "
             "WHERE upload_id = ?",
             (upload_id,),
-        ) as cursor:
-            r = await cursor.fetchone()
+        )
         if r is None:
             return None
         return UploadRow(
@@ -254,11 +319,10 @@ class Ledger:
 
     async def find_upload(self, account: str, filename: str) -> UploadView | None:
         """The file upload of that name in the account, if any (names are unique per account)."""
-        async with self.db.execute(
+        r = await self._row(
             f"SELECT {_VIEW_COLUMNS} FROM uploads WHERE account = ? AND filename = ? AND kind = 'file'",
             (account, filename),
-        ) as cursor:
-            r = await cursor.fetchone()
+        )
         return self._view(r) if r else None
 
     async def list_uploads(self, account: str | None = None, limit: int = 100) -> list[UploadView]:
@@ -268,8 +332,7 @@ class Ledger:
             query += " WHERE account = ?"
             args = (account,)
         query += " ORDER BY seq DESC LIMIT ?"
-        async with self.db.execute(query, (*args, limit)) as cursor:
-            return [self._view(r) for r in await cursor.fetchall()]
+        return [self._view(r) for r in await self._rows(query, (*args, limit))]
 
     async def page_uploads(
         self,
@@ -303,25 +366,19 @@ class Ledger:
         if where:
             query += " WHERE " + " AND ".join(where)
         query += " ORDER BY seq DESC LIMIT ?"
-        async with self.db.execute(query, (*args, limit + 1)) as cursor:
-            rows = list(await cursor.fetchall())
+        rows = await self._rows(query, (*args, limit + 1))
         more = len(rows) > limit
         rows = rows[:limit]
         return [self._view(r) for r in rows], (rows[-1][12] if more and rows else None)
 
     async def rejections(self, upload_id: str, limit: int = 500) -> list[RejectedRow]:
         """The upload's rejected lines in file and line order (the first ``limit``)."""
-        async with self.db.execute(
+        rows = await self._rows(
             "SELECT file, line, code, message, raw, header FROM rejections "
             "WHERE upload_id = ? ORDER BY file, line LIMIT ?",
             (upload_id, limit),
-        ) as cursor:
-            return [
-                RejectedRow(
-                    r[0], r[1], r[2], r[3], r[4], tuple(orjson.loads(r[5])) if r[5] else None
-                )
-                for r in await cursor.fetchall()
-            ]
+        )
+        return [_rejected_row(r) for r in rows]
 
     async def dead_letters(
         self, account: str, *, code: str | None = None, limit: int = 100, offset: int = 0
@@ -337,33 +394,28 @@ class Ledger:
             query += " AND r.code = ?"
             args.append(code)
         query += " ORDER BY u.seq DESC, r.file, r.line LIMIT ? OFFSET ?"
-        async with self.db.execute(query, (*args, limit, offset)) as cursor:
-            return [DeadLetter(*r) for r in await cursor.fetchall()]
+        return [DeadLetter(*r) for r in await self._rows(query, (*args, limit, offset))]
 
     async def rejection(self, upload_id: str, file: str, line: int) -> tuple[str, str] | None:
         """(code, message) of a rejected line, or None when that line was not rejected."""
-        async with self.db.execute(
+        r = await self._row(
             "SELECT code, message FROM rejections WHERE upload_id = ? AND file = ? AND line = ?",
             (upload_id, file, line),
-        ) as cursor:
-            r = await cursor.fetchone()
+        )
         return (r[0], r[1]) if r else None
 
     async def rejection_count(self, upload_id: str) -> int:
-        async with self.db.execute(
-            "SELECT COUNT(*) FROM rejections WHERE upload_id = ?", (upload_id,)
-        ) as cursor:
-            r = await cursor.fetchone()
+        r = await self._row("SELECT COUNT(*) FROM rejections WHERE upload_id = ?", (upload_id,))
         return int(r[0]) if r else 0
 
     async def collected_positions(self, source: str) -> dict[int, int]:
         """How far rejected rows were collected from `source` (a dead-letter topic): the
         next offset to read, by partition."""
         prefix = f"collected:{source}:"
-        async with self.db.execute(
+        rows = await self._rows(
             "SELECT name, offset FROM sinks WHERE substr(name, 1, ?) = ?", (len(prefix), prefix)
-        ) as cursor:
-            return {int(r[0][len(prefix) :]): int(r[1]) for r in await cursor.fetchall()}
+        )
+        return {int(r[0][len(prefix) :]): int(r[1]) for r in rows}
 
     async def collect_rejections(
         self, rows: Sequence[CollectedRejection], source: str, positions: Mapping[int, int]
@@ -383,35 +435,31 @@ class Ledger:
 
     async def dead_letter_codes(self, account: str) -> dict[str, int]:
         """How many dead letters the account has, by error code."""
-        async with self.db.execute(
+        rows = await self._rows(
             "SELECT r.code, COUNT(*) FROM uploads u JOIN rejections r "
             "ON r.upload_id = u.upload_id WHERE u.account = ? GROUP BY r.code ORDER BY r.code",
             (account,),
-        ) as cursor:
-            return {r[0]: r[1] for r in await cursor.fetchall()}
+        )
+        return {r[0]: r[1] for r in rows}
 
     async def get_upload(self, upload_id: str) -> UploadView | None:
-        async with self.db.execute(
+        r = await self._row(
             f"SELECT {_VIEW_COLUMNS} FROM uploads WHERE upload_id = ?", (upload_id,)
-        ) as cursor:
-            r = await cursor.fetchone()
+        )
         return self._view(r) if r else None
 
     async def feedback(self, upload_id: str) -> tuple[str, bytes] | None:
         view = await self.get_upload(upload_id)
         if view is None:
             return None
-        async with self.db.execute(
-            "SELECT file, line, code, message, raw, header FROM rejections "
-            "WHERE upload_id = ? ORDER BY file, line",
-            (upload_id,),
-        ) as cursor:
-            rows = [
-                RejectedRow(
-                    r[0], r[1], r[2], r[3], r[4], tuple(orjson.loads(r[5])) if r[5] else None
-                )
-                for r in await cursor.fetchall()
-            ]
+        rows = [
+            _rejected_row(r)
+            for r in await self._rows(
+                "SELECT file, line, code, message, raw, header FROM rejections "
+                "WHERE upload_id = ? ORDER BY file, line",
+                (upload_id,),
+            )
+        ]
         if not rows:
             return None  # nothing was rejected: no feedback file (HTTP 404)
         name, lines = feedback_file(rows, view.filename)
