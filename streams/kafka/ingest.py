@@ -93,7 +93,10 @@ class KafkaIngest(LedgerHistory):
         self._finishing: dict[str, asyncio.Task[None]] = {}  # statuses awaiting their rows
         self._rows_arrived = asyncio.Event()
 
-    async def start(self) -> None:
+    async def start(self, *, resume: bool = True) -> None:
+        """`resume`: produce again the files of the ledger left queued (the connector
+        process, `run --broker`); False for a process that follows its own upload only
+        (`tidegate import --broker` beside it)."""
         await T.ensure_topics(self.bootstrap, self.topics, self.partitions)
         await self.ledger.open()
         self._producer = new_producer(self.bootstrap)
@@ -104,7 +107,7 @@ class KafkaIngest(LedgerHistory):
         self._status_task = asyncio.create_task(self._follow_statuses(), name="tidegate-status")
         # A file whose records were not all produced before a crash is produced again: event
         # ids are deterministic, so the workers' redelivery suppression drops the repeats.
-        for view in await self.ledger.list_uploads(None, 10_000):
+        for view in await self.ledger.list_uploads(None, 10_000) if resume else []:
             if view.status == "queued" and view.kind == SourceKind.FILE.value:
                 row = await self.ledger.file_row(view.upload_id)
                 if row is not None:
