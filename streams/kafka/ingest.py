@@ -50,8 +50,9 @@ REJECTIONS_WAIT = 30.0
 
 def rejection_of(value: bytes, headers: list[tuple[str, bytes]]) -> CollectedRejection | None:
     """A dead letter as a rejected row of an upload (the ledger's columns); None when it
-    names no line of an upload. A CSV row carries no header in its dead letter, so its
-    feedback is JSON lines."""
+    names no line of an upload. A Vero CSV row's dead letter carries its member's header
+    (core/feedback.py `feedback_header`), so its feedback is CSV, as on the embedded
+    runtime."""
     try:
         doc = orjson.loads(value)
     except orjson.JSONDecodeError:
@@ -62,8 +63,8 @@ def rejection_of(value: bytes, headers: list[tuple[str, bytes]]) -> CollectedRej
         return None
     text = str(doc.get("raw") or "")
     raw = base64.b64decode(text) if doc.get("raw_encoding") == "base64" else text.encode()
-    row = doc.get("row")
-    header = orjson.dumps(list(row)).decode() if isinstance(row, dict) else None
+    names = doc.get("header")
+    header = orjson.dumps(names).decode() if isinstance(names, list) else None
     file = source.get("member") or source.get("file") or ""
     code, message = str(doc.get("code") or ""), str(doc.get("message") or "")
     return (upload_id, file, source["line"], code, message, raw, header)
