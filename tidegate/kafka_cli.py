@@ -199,7 +199,14 @@ class _Telling:
         if view is not None and view.status not in FINAL_STATUSES:
             await self.ingest.ledger.mark_processing(upload_id, total)
         # final once its rejected rows are collected from the dead-letter topic as well
-        return await self.ingest.wait(upload_id)
+        view = await self.ingest.wait(upload_id)
+        if view.status not in FINAL_STATUSES:
+            # the final status was recorded just before `processing` above overwrote it
+            ingest = self.ingest
+            statuses = await wait_statuses(ingest.bootstrap, ingest.topics, [upload_id])
+            await ingest.ledger.record_status(statuses[upload_id])
+            view = view_of(statuses[upload_id])
+        return view
 
     async def tell(self, *, quiet: bool) -> None:
         deliveries = await self.notifier.tell(self.row.upload_id)
