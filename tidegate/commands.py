@@ -173,7 +173,7 @@ def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
     if args.broker:
         from tidegate.kafka_cli import import_via_kafka
 
-        return int(import_via_kafka(args, settings.kafka))
+        return int(import_via_kafka(args, settings))
     return asyncio.run(_import(args, settings))
 
 

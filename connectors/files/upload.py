@@ -410,11 +410,14 @@ def _csv_records(
     plan: UploadPlan, member: MemberPlan, dialect: Dialect, stream: BinaryIO
 ) -> Iterator[RawRecord]:
     mapping = plan.mapping
-    on_header = None
     if mapping is not None:
         plan.dialects[member.name] = Dialect.CANONICAL
+    names: tuple[str, ...] = ()
 
-        def on_header(header: list[str]) -> None:
+    def on_header(header: list[str]) -> None:
+        nonlocal names
+        names = tuple(header)  # every row's, for the feedback of a row without fields
+        if mapping is not None:
             problem = missing_columns(mapping, header)
             if problem is not None:
                 raise MemberFailed(problem)
@@ -435,12 +438,14 @@ def _csv_records(
         ) from None
     if first is None:
         return
-    yield _csv_record(plan, member, dialect, first)
+    yield _csv_record(plan, member, dialect, first, names)
     for row in rows:
-        yield _csv_record(plan, member, dialect, row)
+        yield _csv_record(plan, member, dialect, row, names)
 
 
-def _csv_record(plan: UploadPlan, member: MemberPlan, dialect: Dialect, row: CsvRow) -> RawRecord:
+def _csv_record(
+    plan: UploadPlan, member: MemberPlan, dialect: Dialect, row: CsvRow, header: tuple[str, ...]
+) -> RawRecord:
     if plan.mapping is not None:
         return _mapped_record(plan, member, plan.mapping, row)
     return RawRecord(
@@ -450,6 +455,7 @@ def _csv_record(plan: UploadPlan, member: MemberPlan, dialect: Dialect, row: Csv
         fields=row.fields,
         trigger=plan.trigger,
         framing_error=row.error,
+        header=header,
     )
 
 

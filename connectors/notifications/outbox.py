@@ -183,6 +183,28 @@ class Outbox:
             )
         return rows
 
+    async def claim_subject(self, subject: str) -> list[Delivery]:
+        """The pending deliveries of one subject (an upload), due or not, marked ``sending``:
+        none that another process has already claimed."""
+        async with self._write() as db:
+            async with db.execute(
+                f"SELECT {_COLUMNS} FROM deliveries WHERE subject = ? AND state = 'pending' "
+                "ORDER BY target",
+                (subject,),
+            ) as cur:
+                rows = [_delivery(r) for r in await cur.fetchall()]
+            await db.executemany(
+                "UPDATE deliveries SET state = 'sending' WHERE delivery_id = ?",
+                [(d.delivery_id,) for d in rows],
+            )
+        return rows
+
+    async def of_subject(self, subject: str) -> list[Delivery]:
+        async with self.db.execute(
+            f"SELECT {_COLUMNS} FROM deliveries WHERE subject = ? ORDER BY target", (subject,)
+        ) as cur:
+            return [_delivery(r) for r in await cur.fetchall()]
+
     async def next_due(self) -> float | None:
         async with self.db.execute(
             "SELECT MIN(next_at) FROM deliveries WHERE state = 'pending'"

@@ -64,20 +64,26 @@ class Notifier:
 
     # ------------------------------------------------------------------ life cycle
 
-    async def start(self) -> None:
+    async def open(self) -> None:
+        """The outbox and the HTTP client, without the loops (`start`, or `tell` alone)."""
         created = await self.outbox.open()
         if created:
             # uploads finished before notifications existed are not announced
             views = await self.ingest.list_uploads(None, HISTORY_PAGE)
             await self.outbox.watch([v.upload_id for v in views if v.status in FINAL], done=True)
-        recovered = await self.outbox.recover()
-        if recovered:
-            log.info("%d deliveries had an attempt of unknown result: sending again", recovered)
         self._client = httpx.AsyncClient(
             timeout=self.settings.timeout,
             limits=httpx.Limits(max_connections=self.settings.concurrency),
             follow_redirects=False,
         )
+
+    async def start(self) -> None:
+        await self.open()
+        # only the data directory's own notifier (`run`) recovers: a `tidegate import`
+        # telling its one upload beside it must not resend the attempts `run` has under way
+        recovered = await self.outbox.recover()
+        if recovered:
+            log.info("%d deliveries had an attempt of unknown result: sending again", recovered)
         self._tasks = [
             asyncio.create_task(self._watch_loop(), name="tidegate-notify-watch"),
             asyncio.create_task(self._send_loop(), name="tidegate-notify-send"),
@@ -138,6 +144,31 @@ class Notifier:
                 finishes_watch=True,
             )
             self._wake.set()
+
+    async def tell(self, upload_id: str) -> list[Delivery]:
+        """One upload told now, by a process that is not `run` (`tidegate import --broker`):
+        its deliveries enqueued once it is final, and each attempted once here unless
+        another notifier (a `run` on the same data directory) claimed it first. A failed
+        one stays in the outbox, retried by `run` on its schedule. Returns the upload's
+        deliveries as they are after these attempts."""
+        view = await self.ingest.get_upload(upload_id)
+        if view is None or view.status not in FINAL:
+            return []
+        await self.outbox.watch([upload_id])
+        await self.outbox.enqueue(
+            upload_id,
+            view.account,
+            self.targets_of(view.account),
+            final_report(view, self.settings.console_url),
+            finishes_watch=True,
+        )
+        slots = asyncio.Semaphore(self.settings.concurrency)
+        attempts = []
+        for delivery in await self.outbox.claim_subject(upload_id):
+            await slots.acquire()
+            attempts.append(asyncio.create_task(self._deliver(delivery, slots)))
+        await asyncio.gather(*attempts)
+        return await self.outbox.of_subject(upload_id)
 
     async def _watch_loop(self) -> None:
         while True:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import orjson
 
-from streams.core.records import RawRecord
+from streams.core.records import Dialect, Outcome, OutcomeKind, RawRecord
 
 CSV_EXTRA_COLUMNS = ("error_code", "error_message")
 
@@ -61,6 +61,22 @@ def jsonl_feedback(rows: Iterable[RejectedRow]) -> Iterator[bytes]:
             entry["raw"] = row.raw.decode("utf-8", "replace")
         entry.update(file=row.file, line=row.line, code=row.code, message=row.message)
         yield orjson.dumps(entry) + b"\n"
+
+
+def feedback_header(raw: RawRecord) -> tuple[str, ...] | None:
+    """The header a rejected record's feedback row is written under: its CSV member's, for
+    a Vero CSV row (a mapped CSV row's feedback is its canonical record, as JSON lines)."""
+    return raw.header if raw.source.dialect is Dialect.VERO else None
+
+
+def with_feedback_header(outcome: Outcome, raw: RawRecord) -> Outcome:
+    """A rejected outcome of `raw` with its feedback header, which its dead letter carries
+    (the Kafka connectors build the feedback file from the dead letters)."""
+    header = feedback_header(raw)
+    if header is None or outcome.kind is not OutcomeKind.REJECTED:
+        return outcome
+    outcome.header = header
+    return outcome
 
 
 def feedback_payload(raw: RawRecord) -> bytes:

@@ -113,15 +113,15 @@ def dump_outcome(outcome: Outcome) -> bytes:
     if outcome.rejection is None:
         assert outcome.event is not None, "an accepted outcome carries its event"
         return dump_event(outcome.event)
-    return orjson.dumps(
-        deadletter(
-            outcome.event_id,
-            outcome.source,
-            outcome.rejection,
-            None,
-            outcome.raw or b"",
-            outcome.event,
-            outcome.received_at,
-        ),
-        option=DUMPS_OPTIONS,
+    record = deadletter(
+        outcome.event_id,
+        outcome.source,
+        outcome.rejection,
+        None,
+        outcome.raw or b"",
+        outcome.event,
+        outcome.received_at,
     )
+    if outcome.header is not None:  # a CSV row: the header its feedback row goes under
+        record["header"] = outcome.header
+    return orjson.dumps(record, option=DUMPS_OPTIONS)

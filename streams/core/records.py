@@ -144,6 +144,9 @@ class RawRecord:
     path_identifier: str | None = None  # Naxai: the {identifier} of the request path
     trigger: bool = False  # the source asked for its events to trigger campaigns
     framing_error: Rejection | None = None
+    # CSV rows: the member's header, also on a row that could not be framed (no `fields`),
+    # for its feedback file (core/feedback.py `feedback_header`)
+    header: tuple[str, ...] | None = None
 
 
 @dataclass(slots=True)
@@ -182,6 +185,7 @@ class Outcome:
     notes: list[str] = field(default_factory=list)  # e.g. identity conflicts reported
     # When the record arrived, for a rejection that has no Event to carry it (stateless).
     received_at: datetime | None = None
+    header: tuple[str, ...] | None = None  # a rejected CSV row: its member's header
 
     @property
     def code(self) -> ErrorCode | None:

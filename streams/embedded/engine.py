@@ -20,7 +20,7 @@ from streams.core.decide import decide, expire_state
 from streams.core.dedup import DEDUP_TABLE
 from streams.core.errors import Rejection
 from streams.core.fanout import Output, route_outcome
-from streams.core.feedback import feedback_payload
+from streams.core.feedback import feedback_header, feedback_payload, with_feedback_header
 from streams.core.identity import (
     IDENTITY_TABLE,
 )
@@ -290,7 +290,6 @@ class Engine:
         settings = self.settings_for(row.account)
         reader = self._inbox(row) if row.kind is not SourceKind.FILE else self.file_reader(row)
         batch = _Batch()
-        headers: dict[str, tuple[str, ...]] = {}
         batch_size = self.batch_size
         records: list[RawRecord] = []  # read, not decided yet
         # The furthest position read: readers number lines in increasing order, so a record
@@ -330,7 +329,7 @@ class Engine:
                 records.append(raw)
                 batch.last_position = position
                 if len(records) >= batch_size:
-                    self._decide_batch(records, batch, settings, counts, headers, clock)
+                    self._decide_batch(records, batch, settings, counts, clock)
                     records = []
                     progress.decided = counts.records  # decided; committed with the batch
                     if (
@@ -344,10 +343,10 @@ class Engine:
                         if self._stop.is_set():
                             return "interrupted"  # resumes after this batch on the next start
         except FatalUpload as fatal:
-            self._decide_batch(records, batch, settings, counts, headers, clock)
+            self._decide_batch(records, batch, settings, counts, clock)
             self._commit(row, batch, counts, warnings, failed)
             return self._finish(row, counts, warnings, failed, fatal.rejection, clock)
-        self._decide_batch(records, batch, settings, counts, headers, clock)
+        self._decide_batch(records, batch, settings, counts, clock)
         self._commit(row, batch, counts, warnings, failed)
         progress.decided = counts.records
         counts.failed_members = len(failed)
@@ -359,7 +358,6 @@ class Engine:
         batch: _Batch,
         settings: AccountSettings,
         counts: UploadCounts,
-        headers: dict[str, tuple[str, ...]],
         clock: Clock,
     ) -> None:
         """Normalizes `records`, prefetches the state they read, then decides each one.
@@ -408,8 +406,8 @@ class Engine:
                     _REJECTED, make_event_id(raw.source), raw.source, rejection=result,
                     raw=raw.payload, received_at=raw.received_at,
                 )  # fmt: skip
-            route(outcome, sink)
-            self._reject(raw, outcome, batch, counts, headers)
+            route(with_feedback_header(outcome, raw), sink)
+            self._reject(raw, outcome, batch, counts)
         counts.records += accepted + duplicate
         counts.accepted += accepted
         counts.duplicate += duplicate
@@ -445,16 +443,13 @@ class Engine:
         outcome: Outcome,
         batch: _Batch,
         counts: UploadCounts,
-        headers: dict[str, tuple[str, ...]],
     ) -> None:
         event = outcome.event
         counts.count(outcome.kind, outcome.code, bool(event and event.triggered))
         if outcome.kind is not OutcomeKind.REJECTED or outcome.rejection is None:
             return
         member = raw.source.member or raw.source.file
-        if raw.fields is not None:
-            headers[member] = tuple(raw.fields)
-        header = headers.get(member) if raw.source.dialect is Dialect.VERO else None
+        header = feedback_header(raw)
         batch.rejections.append(
             (
                 raw.source.upload_id,

@@ -50,8 +50,9 @@ REJECTIONS_WAIT = 30.0
 
 def rejection_of(value: bytes, headers: list[tuple[str, bytes]]) -> CollectedRejection | None:
     """A dead letter as a rejected row of an upload (the ledger's columns); None when it
-    names no line of an upload. A CSV row carries no header in its dead letter, so its
-    feedback is JSON lines."""
+    names no line of an upload. A Vero CSV row's dead letter carries its member's header
+    (core/feedback.py `feedback_header`), so its feedback is CSV, as on the embedded
+    runtime."""
     try:
         doc = orjson.loads(value)
     except orjson.JSONDecodeError:
@@ -62,8 +63,8 @@ def rejection_of(value: bytes, headers: list[tuple[str, bytes]]) -> CollectedRej
         return None
     text = str(doc.get("raw") or "")
     raw = base64.b64decode(text) if doc.get("raw_encoding") == "base64" else text.encode()
-    row = doc.get("row")
-    header = orjson.dumps(list(row)).decode() if isinstance(row, dict) else None
+    names = doc.get("header")
+    header = orjson.dumps(names).decode() if isinstance(names, list) else None
     file = source.get("member") or source.get("file") or ""
     code, message = str(doc.get("code") or ""), str(doc.get("message") or "")
     return (upload_id, file, source["line"], code, message, raw, header)
@@ -93,7 +94,10 @@ class KafkaIngest(LedgerHistory):
         self._finishing: dict[str, asyncio.Task[None]] = {}  # statuses awaiting their rows
         self._rows_arrived = asyncio.Event()
 
-    async def start(self) -> None:
+    async def start(self, *, resume: bool = True) -> None:
+        """`resume`: produce again the files of the ledger left queued (the connector
+        process, `run --broker`); False for a process that follows its own upload only
+        (`tidegate import --broker` beside it)."""
         await T.ensure_topics(self.bootstrap, self.topics, self.partitions)
         await self.ledger.open()
         self._producer = new_producer(self.bootstrap)
@@ -104,7 +108,7 @@ class KafkaIngest(LedgerHistory):
         self._status_task = asyncio.create_task(self._follow_statuses(), name="tidegate-status")
         # A file whose records were not all produced before a crash is produced again: event
         # ids are deterministic, so the workers' redelivery suppression drops the repeats.
-        for view in await self.ledger.list_uploads(None, 10_000):
+        for view in await self.ledger.list_uploads(None, 10_000) if resume else []:
             if view.status == "queued" and view.kind == SourceKind.FILE.value:
                 row = await self.ledger.file_row(view.upload_id)
                 if row is not None:

@@ -10,6 +10,7 @@ import orjson
 
 from streams.core.errors import ErrorCode, Rejection, Stage
 from streams.core.fanout import Output, route_outcome
+from streams.core.feedback import feedback_header
 from streams.core.identity import IdentityConflict
 from streams.core.outputs import DUMPS_OPTIONS, deadletter, raw_text
 from streams.core.records import Outcome, OutcomeKind, RawRecord, make_event_id
@@ -205,6 +206,9 @@ def failure_outputs(
         )
         record["code"] = PROCESSING_ERROR
         record["stage"] = "runtime"
+        header = feedback_header(raw)
+        if header is not None:
+            record["header"] = header
         body = orjson.dumps(record, option=DUMPS_OPTIONS)
         account, upload_id = source.account, source.upload_id
     else:

@@ -15,9 +15,10 @@ from datetime import datetime
 
 from streams.core.decide import decide_rejection
 from streams.core.errors import Rejection
+from streams.core.feedback import feedback_header, with_feedback_header
 from streams.core.identity import IdentityConflict
 from streams.core.normalize import normalize
-from streams.core.records import Outcome, RawRecord, make_event_id
+from streams.core.records import Outcome, OutcomeKind, RawRecord, make_event_id
 from streams.core.settings import AccountSettings
 from streams.core.stages import (
     Admitted,
@@ -119,22 +120,21 @@ def run_stage(
         result = normalize(raw)
         if isinstance(result, Rejection):
             source = raw.source
-            return Step(
-                decide_rejection(
-                    make_event_id(source),
-                    source,
-                    result,
-                    store,
-                    now,
-                    raw=raw.payload,
-                    received_at=raw.received_at,
-                    shard=shard,
-                )
+            rejected = decide_rejection(
+                make_event_id(source),
+                source,
+                result,
+                store,
+                now,
+                raw=raw.payload,
+                received_at=raw.received_at,
+                shard=shard,
             )
+            return Step(rejected and with_feedback_header(rejected, raw))
         known = memory.known
         admitted = admit_arrival(result, store, now, known, settings, raw=raw.payload, shard=shard)
         if admitted is None or isinstance(admitted, Outcome):
-            return Step(admitted)
+            return Step(admitted and with_feedback_header(admitted, raw))
         arrived = admitted.event
         key = route_key(arrived)
         if admitted.consult or key in memory.away:
@@ -142,9 +142,9 @@ def run_stage(
             # record of the same key follows, to stay behind it)
             memory.leave(key)
             account = account_key(arrived.account)
-            return Step(
-                next=[Hop(HopStage.CATALOG, account, arrived, raw=raw.payload, origin=partition)]
-            )
+            catalog = Hop(HopStage.CATALOG, account, arrived, raw=raw.payload, origin=partition)
+            catalog.header = feedback_header(raw)
+            return Step(next=[catalog])
         return Step(next=[Hop(HopStage.ROUTE, key, arrived)])
     event = hop.event
     if stage is HopStage.CATALOG:
@@ -160,6 +160,7 @@ def run_stage(
             payload,
             known=names,
             origin=hop.origin,
+            header=hop.header if rejection is not None else None,
         )
         return Step(next=[back])
     if stage is HopStage.ADMITTED:
@@ -167,7 +168,8 @@ def run_stage(
         if hop.known is not None and event.name is not None:
             memory.known.learn(event.account, event.name, hop.known)  # committed names
         memory.back(hop.key)
-        return Step(next=[Hop(HopStage.ROUTE, hop.key, event, hop.rejection, hop.raw)])
+        route = Hop(HopStage.ROUTE, hop.key, event, hop.rejection, hop.raw, header=hop.header)
+        return Step(next=[route])
     if stage is HopStage.ROUTE:
         assert event is not None, "a route hop carries its record"
         profile_id, requests = resolve_profile(event, store)
@@ -181,6 +183,7 @@ def run_stage(
                 hop.rejection,
                 hop.raw,
                 profile_id,
+                header=hop.header,
             )
         )
         return Step(next=hops)
@@ -198,6 +201,8 @@ def run_stage(
         raw=hop.raw,
         shard=shard,
     )
+    if hop.header is not None and outcome.kind is OutcomeKind.REJECTED:
+        outcome.header = hop.header  # the catalog's rejection of a CSV row
     return Step(outcome)
 
 

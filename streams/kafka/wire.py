@@ -54,7 +54,9 @@ def raw_doc(raw: RawRecord) -> dict[str, Any]:
     except UnicodeDecodeError:
         doc["payload_b64"] = base64.b64encode(raw.payload).decode("ascii")
     if raw.fields is not None:
-        doc["fields"] = raw.fields
+        doc["fields"] = raw.fields  # its keys are the header
+    elif raw.header is not None:
+        doc["header"] = raw.header  # a CSV row that could not be framed
     if raw.path_identifier is not None:
         doc["path_identifier"] = raw.path_identifier
     if raw.framing_error is not None:
@@ -143,10 +145,14 @@ def raw_from_doc(
             Stage(framing.get("stage", "read")),
         )
     trigger = doc.get("trigger")
+    header = doc.get("header")
+    if isinstance(fields, dict):
+        header = tuple(fields)
     return RawRecord(
         source,
         received_at,
         payload,
+        header=tuple(str(name) for name in header) if isinstance(header, list | tuple) else None,
         fields=fields if isinstance(fields, dict) else None,
         path_identifier=doc.get("path_identifier"),
         trigger=bool(trigger) if trigger is not None else default_trigger(kind),
@@ -186,6 +192,7 @@ class Hop:
     upload_id: str = ""  # stage 3: for the conflict record's headers
     known: list[str] | None = None  # stage 1c: the type's committed names, to learn
     origin: int | None = None  # stages 1b and 1c: the partition where the record arrived
+    header: tuple[str, ...] | None = None  # with `raw`: a CSV row's header, for its feedback
 
 
 class HopError(ValueError):
@@ -290,6 +297,8 @@ def _hop_doc(hop: Hop) -> dict[str, Any]:
         doc["known"] = hop.known
     if hop.origin is not None:
         doc["origin"] = hop.origin
+    if hop.header is not None:
+        doc["header"] = hop.header
     return doc
 
 
@@ -343,6 +352,8 @@ def _hop_of(doc: Any) -> Hop:
         hop.known = [str(name) for name in known] if isinstance(known, list) else None
         origin = doc.get("origin")
         hop.origin = int(origin) if origin is not None else None
+        header = doc.get("header")
+        hop.header = tuple(str(name) for name in header) if isinstance(header, list) else None
     except (KeyError, ValueError, TypeError) as error:
         raise HopError(f"not a hop: {error!r}") from error
     return hop

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
 import subprocess
 import sys
@@ -42,7 +43,12 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 SETTLE = 0.3
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+REPO = Path(__file__).resolve().parents[2]
+# Where `shot` saves each page: TIDEGATE_SCREENSHOTS (relative to the repository:
+# `TIDEGATE_SCREENSHOTS=docs/screenshots` refreshes the images the docs show), else a
+# directory of this pytest run's temporary files, so a test run leaves the tree clean.
+SCREENSHOTS_VARIABLE = "TIDEGATE_SCREENSHOTS"
+screenshots: list[Path] = []  # set once per module by `screenshots_dir`
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed")
 
@@ -86,7 +92,12 @@ def page(browser: Any) -> Iterator[Any]:
     context = browser.new_context(accept_downloads=True, viewport={"width": 1280, "height": 800})
     page = context.new_page()
     dialogs: list[str] = []
-    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+
+    def refuse(dialog: Any) -> None:  # an alert or confirm means a script ran: note it
+        dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    page.on("dialog", refuse)
     yield page
     context.close()
     assert dialogs == [], f"a script ran in the page: {dialogs}"
@@ -138,9 +149,19 @@ def row(page: Any, name: str) -> Any:
     return page.locator("#rows tr").filter(has_text=name)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def screenshots_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    wanted = os.environ.get(SCREENSHOTS_VARIABLE, "").strip()
+    where = REPO / wanted if wanted else tmp_path_factory.mktemp("screenshots")
+    where.mkdir(parents=True, exist_ok=True)
+    screenshots[:] = [where]
+    yield where
+    screenshots.clear()
+
+
 def shot(page: Any, name: str) -> None:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+    [where] = screenshots
+    page.screenshot(path=str(where / f"{name}.png"), full_page=True)
 
 
 def test_a_dropped_file_appears_live_and_reaches_its_final_status(
@@ -199,7 +220,7 @@ def test_the_feed_shows_an_upload_in_progress_live_until_it_ends(
 
 def _upload_id(page: Any, name: str) -> str:
     href = row(page, name).locator("td.name a").get_attribute("href")
-    assert href is not None
+    assert isinstance(href, str)
     return href.rsplit("/", 1)[-1]
 
 
@@ -282,7 +303,8 @@ def _import(page: Any, running: Running, path: Path, *, trigger: bool) -> str:
     page.click("#import")
     page.wait_for_url(re.compile(r"/console/uploads/"))
     playwright_api.expect(page.locator("#upload-status")).to_have_text("success", timeout=10_000)
-    return page.url.rsplit("/", 1)[-1]
+    url: str = page.url
+    return url.rsplit("/", 1)[-1]
 
 
 def _triggers_of(running: Running, upload_id: str) -> list[dict[str, Any]]:

@@ -73,7 +73,7 @@ async def test_a_full_disk_pauses_the_import_refuses_uploads_and_resumes_once_fr
     caplog.set_level(logging.INFO)
     data = small_fs / "data"
     drop = tmp_path / "drop.jsonl"
-    with drop.open("wb") as out:
+    with drop.open("wb") as handle:
         for i in range(LINES):
             record = {
                 "user_id": f"u{i}",
@@ -81,7 +81,7 @@ async def test_a_full_disk_pauses_the_import_refuses_uploads_and_resumes_once_fr
                 "timestamp": "2024-06-01T10:00:00Z",
                 "page": "x" * 200,
             }
-            out.write(orjson.dumps(record) + b"\n")
+            handle.write(orjson.dumps(record) + b"\n")
     runtime = EmbeddedRuntime(
         data, SettingsRegistry(), read_upload, clock=lambda: NOW, full_retry_seconds=0.2
     )

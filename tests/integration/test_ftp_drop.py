@@ -15,7 +15,7 @@ import shutil
 import ssl
 import subprocess
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -232,13 +232,14 @@ async def test_another_accounts_folder_cannot_be_listed_or_written(env: Env) -> 
     def probe() -> dict[str, str]:
         seen: dict[str, str] = {}
         with env.login("alice") as client:
-            for label, call in {
+            calls: dict[str, Callable[[], object]] = {
                 "cwd": lambda: client.cwd("../bob/events"),
                 "cwd_abs": lambda: client.cwd("/bob"),
                 "stor": lambda: client.storbinary("STOR ../bob/events/x.jsonl", io.BytesIO(b"{}")),
                 "stor_root": lambda: client.storbinary("STOR /x.jsonl", io.BytesIO(b"{}")),
                 "mkd": lambda: client.mkd("events/sub"),
-            }.items():
+            }
+            for label, call in calls.items():
                 try:
                     seen[label] = str(call())
                 except ftplib.error_perm as exc:
@@ -299,13 +300,14 @@ async def test_append_resume_rename_and_temporary_names_are_refused(env: Env) ->
     def probe() -> list[str]:
         replies = []
         with env.login() as client:
-            for call in (
+            calls: list[Callable[[], object]] = [
                 lambda: client.storbinary("APPE events/a.jsonl", io.BytesIO(b"{}")),
                 lambda: client.storbinary("STOR events/b.jsonl", io.BytesIO(b"{}"), rest=1),
                 lambda: client.storbinary("STOR events/c.jsonl.part", io.BytesIO(b"{}")),
                 lambda: client.storbinary("STOR events/x.rejected.txt", io.BytesIO(b"{}")),
                 lambda: client.rename("events", "other"),
-            ):
+            ]
+            for call in calls:
                 try:
                     replies.append(str(call()))
                 except ftplib.error_perm as exc:
@@ -326,6 +328,7 @@ async def test_aborted_transfer_is_never_handed_over(env: Env) -> None:
         conn = client.transfercmd("STOR events/cut.jsonl")
         conn.sendall(b'{"user_id": "1"}\n' * 1000)
         conn.close()  # data channel closed before TLS shutdown: an incomplete transfer
+        assert client.sock is not None
         client.sock.close()  # the control connection drops too
 
     await asyncio.to_thread(abort)
@@ -426,7 +429,9 @@ async def test_password_guessing_is_throttled_per_address_without_locking_out_an
     e = await _env(tmp_path, RecordingIngest())
     # the FTP door counts on the SFTP drop's throttle (same accounts, same passwords)
     e.sftp.throttle = LoginThrottle(ThrottleSettings(address_free=1, address_limit=3))
-    e.ftp._server.handler.auth_failed_timeout = 0.05  # pyftpdlib's own pause per failure
+    server = e.ftp._server
+    assert server is not None
+    server.handler.auth_failed_timeout = 0.05  # pyftpdlib's own pause per failure
     alice = e.creds["alice"]
 
     def attempt(password: str, source: str) -> str:

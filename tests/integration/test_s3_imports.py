@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import signal
@@ -165,7 +166,7 @@ def test_objects_put_into_the_bucket_become_uploads_with_their_outcomes(
     client.put_object(Bucket=BUCKET, Key="acme/other.json", Body=b"{}\n")
     run = start(data)
     for name, content in objects.items():
-        view = _wait(name, lambda name=name: _final(run, keys["acme"], name))
+        view = _wait(name, functools.partial(_final, run, keys["acme"], name))
         assert {"status": view["status"], "counts": view["counts"]} == _imported_alone(
             tmp_path, name, content
         ), (name, view)

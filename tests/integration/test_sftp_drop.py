@@ -8,6 +8,7 @@ threads or subprocesses, never calling into the server.
 from __future__ import annotations
 
 import asyncio
+import functools
 import io
 import os
 import shutil
@@ -111,8 +112,9 @@ class Client:
     def __init__(self, port: int, username: str, password: str | None = None, pkey: Any = None):
         self.transport = paramiko.Transport(("127.0.0.1", port))
         self.transport.connect(username=username, password=password, pkey=pkey)
-        self.sftp = paramiko.SFTPClient.from_transport(self.transport)
-        assert self.sftp is not None
+        sftp = paramiko.SFTPClient.from_transport(self.transport)
+        assert sftp is not None
+        self.sftp: paramiko.SFTPClient = sftp
 
     def close(self) -> None:
         self.sftp.close()
@@ -132,6 +134,11 @@ def _login(env: Env, port: int, who: str = "alice") -> Client:
 
 async def run_client(fn: Callable[[], Any]) -> Any:
     return await asyncio.to_thread(fn)
+
+
+def _login_and_put(env: Env, port: int, remote: str, data: bytes) -> float:
+    """`put_bytes` as alice, logging in too (in the client's thread, like the put)."""
+    return put_bytes(_login(env, port), remote, data)
 
 
 def put_bytes(client: Client, remote: str, data: bytes) -> float:
@@ -694,7 +701,7 @@ async def test_hand_over_follows_the_close_after_the_settle_delay(env: Env) -> N
         delays = []
         for i in range(5):
             closed = await run_client(
-                lambda i=i: put_bytes(_login(env, srv.port), f"/events/t{i}.jsonl", data)
+                functools.partial(_login_and_put, env, srv.port, f"/events/t{i}.jsonl", data)
             )
             (h, *_) = (await env.ingest.wait_for(i + 1))[i:]
             delays.append(h.at - closed)

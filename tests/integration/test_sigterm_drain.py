@@ -99,8 +99,8 @@ def _drain_and_restart(
                     ]
                 }
                 try:
-                    answers[request_id] = client.post("/1/upload", json=body, headers=headers)
-                    answers[request_id] = answers[request_id].status_code  # type: ignore[assignment]
+                    response = client.post("/1/upload", json=body, headers=headers)
+                    answers[request_id] = response.status_code
                 except httpx.HTTPError:
                     answers[request_id] = None
                     return  # the server is gone

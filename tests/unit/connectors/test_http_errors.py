@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, MutableMapping
 from datetime import UTC, datetime
+from typing import Any
 
 import httpx
 import orjson
@@ -348,16 +349,16 @@ async def test_a_client_that_disconnects_mid_body_is_not_a_server_error(
         "client": ("127.0.0.1", 1),
         "server": ("127.0.0.1", 2),
     }
-    messages = [
+    messages: list[MutableMapping[str, Any]] = [
         {"type": "http.request", "body": b'{"d": [', "more_body": True},
         {"type": "http.disconnect"},
     ]
-    sent: list[dict[str, object]] = []
+    sent: list[MutableMapping[str, Any]] = []
 
-    async def receive() -> dict[str, object]:
+    async def receive() -> MutableMapping[str, Any]:
         return messages.pop(0) if messages else {"type": "http.disconnect"}
 
-    async def send(message: dict[str, object]) -> None:
+    async def send(message: MutableMapping[str, Any]) -> None:
         sent.append(message)
 
     await app(scope, receive, send)

@@ -7,8 +7,9 @@ from datetime import UTC, datetime
 import orjson
 
 from streams.core.errors import ErrorCode, Rejection
-from streams.core.outputs import DUMPS_OPTIONS, deadletter
-from streams.core.records import Dialect, RawRecord, Source, SourceKind
+from streams.core.feedback import with_feedback_header
+from streams.core.outputs import DUMPS_OPTIONS, deadletter, dump_outcome
+from streams.core.records import Dialect, Outcome, OutcomeKind, RawRecord, Source, SourceKind
 from streams.kafka.ingest import rejection_of
 
 AT = datetime(2024, 6, 1, tzinfo=UTC)
@@ -38,15 +39,20 @@ def test_a_rejected_line_becomes_its_row_with_the_original_bytes() -> None:
 
 
 def test_bytes_that_are_not_utf8_come_back_whole_and_a_csv_row_keeps_its_header() -> None:
-    raw = RawRecord(_source(), AT, b"\xff\xfe,x", fields={"email": "\xff", "time": "x"})
-    rejection = Rejection(ErrorCode.INVALID_PAYLOAD, "bad")
-    letter = orjson.dumps(
-        deadletter("e-2", raw.source, rejection, raw, raw.payload), option=DUMPS_OPTIONS
-    )
+    source = Source(SourceKind.FILE, Dialect.VERO, "acme", "u-1", "drop.csv", None, 7)
+    raw = RawRecord(source, AT, b"\xff\xfe,x", header=("email", "time"))  # not framed
+    rejection = Rejection(ErrorCode.INVALID_ROW, "bad")
+    outcome = Outcome(OutcomeKind.REJECTED, "e-2", source, rejection=rejection, raw=raw.payload)
+    letter = dump_outcome(with_feedback_header(outcome, raw))
     row = rejection_of(letter, [])
     assert row is not None
-    assert row[1] == "drop.zip" and row[5] == b"\xff\xfe,x"
+    assert row[1] == "drop.csv" and row[5] == b"\xff\xfe,x"
     assert row[6] == '["email","time"]'
+    # a JSON line has no header, and neither does a mapped CSV row (dialect canonical)
+    other = RawRecord(_source(), AT, b"{}", header=("email", "time"))
+    plain = Outcome(OutcomeKind.REJECTED, "e-3", other.source, rejection=rejection, raw=b"{}")
+    found = rejection_of(dump_outcome(with_feedback_header(plain, other)), [])
+    assert found is not None and found[6] is None
 
 
 def test_a_letter_naming_no_line_of_an_upload_is_skipped() -> None:

@@ -266,3 +266,37 @@ def test_a_user_s_records_arrive_on_the_partition_of_their_stage_2_key() -> None
     )
     bad = _raw("acct", "up", 3, None)
     assert arrival_partition(bad, 8) == partition_of(make_event_id(bad.source), 8)
+
+
+def test_a_csv_row_the_catalog_rejects_keeps_its_header_through_the_hops() -> None:
+    """The catalog's rejection is decided on the account's partition and the outcome on the
+    profile's: the row's header travels with its payload (on the wire), so its dead letter
+    carries it as a stage-1 rejection does (the feedback file is CSV on both runtimes)."""
+    tight = AccountSettings(max_event_types=1)
+    header = ("email", "event_name", "time")
+    stores = [MemoryStore() for _ in range(4)]
+    memories = [ArrivalMemory() for _ in range(4)]
+    letters = []
+    for line, name in enumerate(("Buys", "Views"), 2):
+        source = Source(SourceKind.FILE, Dialect.VERO, "acct", "up", "f.csv", None, line)
+        cells = [f"u{line}@x.com", name, "2024-06-01 11:00+00"]
+        fields = dict(zip(header, cells, strict=True))
+        raw = RawRecord(source, NOW, ", ".join(cells).encode(), fields=fields, header=header)
+        arrival = (partition_of("acct", 4) + 1) % 4  # not the account's partition
+        queue = deque([(arrival, first_hop(raw))])
+        outcomes = []
+        while queue:
+            partition, hop = queue.popleft()
+            done = advance(
+                hop, partition, 4, stores[partition], NOW, lambda _: tight, memories[partition]
+            )
+            for target, forward in done.forwards:  # across the wire, as between two workers
+                [decoded] = decode_hops(encode_hops([forward]))
+                assert isinstance(decoded, Hop)
+                queue.append((target, decoded))
+            outcomes += done.outcomes
+        [outcome] = outcomes
+        letters.append(orjson.loads(dump_outcome(outcome)) if outcome.rejection else None)
+    assert letters[0] is None  # the first name fits
+    assert letters[1] is not None and letters[1]["code"] == "too_many_event_types"
+    assert letters[1]["header"] == list(header)

@@ -18,8 +18,10 @@ from streams.kafka.wire import (
     HopStage,
     decode_hop,
     decode_hops,
+    decode_raw,
     encode_hop,
     encode_hops,
+    encode_raw,
 )
 from tests.unit.core.factories import make_event
 
@@ -144,3 +146,24 @@ def test_partition_of_is_the_same_everywhere() -> None:
     # a contract between connectors and workers (and across releases): CRC-32 mod n
     assert [T.partition_of(k, 8) for k in ("acme", "acme\x1fuser_id:42", "é")] == [6, 1, 6]
     assert {T.partition_of(f"k{i}", 8) for i in range(200)} == set(range(8))
+
+
+def test_a_csv_row_keeps_its_header_on_the_wire_framed_or_not() -> None:
+    source = Source(SourceKind.FILE, Dialect.VERO, "acme", "up-1", "a.csv", None, 3)
+    header = ("email", "time")
+    framed = RawRecord(source, datetime(2024, 6, 1, tzinfo=UTC), b"a@x.com, t", header=header)
+    framed.fields = {"email": "a@x.com", "time": "t"}
+    unframed = RawRecord(
+        source,
+        datetime(2024, 6, 1, tzinfo=UTC),
+        b"broken",
+        framing_error=Rejection(ErrorCode.INVALID_ROW, "1 cell", Stage.READ),
+        header=header,
+    )
+    for raw in (framed, unframed):
+        assert decode_raw(encode_raw(raw), topic="t") == raw
+        back = decode_hop(encode_hop(Hop(HopStage.ARRIVAL, "acme", record=raw)))
+        assert back.record == raw
+    assert b"header" not in encode_raw(framed)  # the fields' names are the header
+    hop = Hop(HopStage.DECIDE, "k", make_event(user_id="1"), raw=b"x", header=header)
+    assert decode_hop(encode_hop(hop)) == hop

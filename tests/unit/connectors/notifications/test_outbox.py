@@ -32,6 +32,27 @@ async def test_a_claimed_delivery_is_not_claimed_twice(tmp_path: Path) -> None:
     await outbox.close()
 
 
+async def test_an_uploads_deliveries_are_claimed_by_one_process_of_two(tmp_path: Path) -> None:
+    """`tidegate import --broker` claims its upload's deliveries beside a running `run` on
+    the same outbox: each delivery goes to whichever claims it first, never to both."""
+    run, imported = Outbox(tmp_path / "n.sqlite3"), Outbox(tmp_path / "n.sqlite3")
+    await run.open()
+    await imported.open()
+    await imported.enqueue("u1", "acme", ["webhook:http://x/h", "email:a@b"], REPORT)
+    await imported.enqueue("u2", "acme", ["webhook:http://x/h"], REPORT)
+    (taken,) = await run.claim_due(1)  # `run`'s send loop was first to one of them
+    mine = await imported.claim_subject("u1")
+    others = await run.claim_due(10)
+    ids = [d.delivery_id for d in (taken, *mine, *others)]
+    assert len(ids) == 3 and len(set(ids)) == 3  # each claimed once
+    assert {d.subject for d in mine} == {"u1"}
+    assert await imported.claim_subject("u1") == []
+    states = {(d.subject, d.target): d.state for d in await imported.of_subject("u1")}
+    assert set(states.values()) == {"sending"} and len(states) == 2
+    await run.close()
+    await imported.close()
+
+
 async def test_an_attempt_of_unknown_result_is_sent_again_with_the_same_id(tmp_path: Path) -> None:
     outbox = Outbox(tmp_path / "n.sqlite3")
     await outbox.open()
