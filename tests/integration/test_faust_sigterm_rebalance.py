@@ -103,15 +103,6 @@ async def _sigterm_during_rebalance(workers: Workers, group: str, victim: int) -
     return states
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason=(
-        "3 of 28 runs on 2026-12-06 ended with uploads that never complete: once the records "
-        "of one events.raw partition had no outcome though its offsets were committed, once "
-        "every record had its outcome but 7 uploads no final status; causes not found "
-        "(docs/OPERATING_KAFKA.md, 'SIGTERM during a rebalance')"
-    ),
-)
 def test_sigterm_to_a_worker_during_a_rebalance_loses_and_repeats_nothing(
     kafka_bootstrap: str, tmp_path: Path, prefix: str
 ) -> None:

@@ -118,5 +118,5 @@ async def test_a_submission_given_up_on_after_its_commit_is_sent_is_stored_and_a
         go_on.set()
     receipt = await submission
     assert receipt.upload_id == "late"
-    await runtime.ledger.db.set_trace_callback(None)
+    await runtime.ledger.db.set_trace_callback(None)  # type: ignore[arg-type]  # None turns the trace off
     assert (await runtime.wait("late", timeout=30)).status == "success"
