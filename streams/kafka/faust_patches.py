@@ -189,8 +189,11 @@ def recover_until_applied(fresh_seconds: float = 1.0, wait_seconds: float = 3.0)
     recovery started (seen 2026-12-06). The only caller of `Consumer.position` is that
     check: here it answers a position noted between two fetch rounds of the delivery loop
     (`deliver_each_fetch_in_one_task`), below which everything was delivered, and only
-    when the changelog queue is empty (everything delivered was applied); else -1 (not
-    there yet: the check runs again at the next idle wait). Needs that delivery loop."""
+    when the changelog queue is empty (everything delivered was applied), never between a
+    recovery's start and its seek, and never from positions noted before either (a check
+    still running for the previous recovery would otherwise write the new one's offsets);
+    else -1 (not there yet: the check runs again at the next idle wait). Needs that
+    delivery loop."""
     from faust.tables.recovery import Recovery
     from faust.transport.consumer import ThreadDelegateConsumer
 
