@@ -170,27 +170,21 @@ class Outbox:
     async def claim_due(self, limit: int, now: float | None = None) -> list[Delivery]:
         """Due pending deliveries, marked ``sending`` before any attempt starts."""
         now = time.time() if now is None else now
-        async with self._write() as db:
-            async with db.execute(
-                f"SELECT {_COLUMNS} FROM deliveries WHERE state = 'pending' AND next_at <= ? "
-                "ORDER BY next_at LIMIT ?",
-                (now, limit),
-            ) as cur:
-                rows = [_delivery(r) for r in await cur.fetchall()]
-            await db.executemany(
-                "UPDATE deliveries SET state = 'sending' WHERE delivery_id = ?",
-                [(d.delivery_id,) for d in rows],
-            )
-        return rows
+        return await self._claim(
+            "state = 'pending' AND next_at <= ? ORDER BY next_at LIMIT ?", (now, limit)
+        )
 
     async def claim_subject(self, subject: str) -> list[Delivery]:
         """The pending deliveries of one subject (an upload), due or not, marked ``sending``:
         none that another process has already claimed."""
+        return await self._claim("subject = ? AND state = 'pending' ORDER BY target", (subject,))
+
+    async def _claim(self, where: str, params: tuple[object, ...]) -> list[Delivery]:
+        """The deliveries `where` selects, marked ``sending`` in the same write transaction
+        (so no other process claims them too)."""
         async with self._write() as db:
             async with db.execute(
-                f"SELECT {_COLUMNS} FROM deliveries WHERE subject = ? AND state = 'pending' "
-                "ORDER BY target",
-                (subject,),
+                f"SELECT {_COLUMNS} FROM deliveries WHERE {where}", params
             ) as cur:
                 rows = [_delivery(r) for r in await cur.fetchall()]
             await db.executemany(
